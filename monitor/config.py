@@ -1,0 +1,331 @@
+"""The configuration file: YAML validated into frozen, typed models.
+
+``load_config(path)`` is the only entry point. Every problem is reported as one
+line naming the file and the dotted key (``config.yaml: detection.threshold:
+must be between 0 and 1, got 1.4``), collected into a single
+:class:`~monitor.exc.ConfigError`. Relative paths resolve against the folder of
+the config file, so a service and a shell find the same files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from monitor.exc import ConfigError
+
+__all__ = [
+    "Config",
+    "DetectionConfig",
+    "EventsConfig",
+    "GpioConfig",
+    "MaskConfig",
+    "ReferenceConfig",
+    "SourceConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+def _between(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _positive(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a number above 0")
+    return value
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    base = (info.context or {}).get("base_dir")
+    if value is None or base is None or value.is_absolute():
+        return value
+    return (Path(base) / value.expanduser()).resolve()
+
+
+Fraction = Annotated[float, _between(0.0, 1.0)]
+Positive = Annotated[float, AfterValidator(_positive)]
+Count = Annotated[int, Field(ge=0)]
+Point = tuple[float, float]
+Polygon = list[Point]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SourceConfig(_Model):
+    """Where frames come from and at what size and rate."""
+
+    kind: Literal["picamera", "opencv", "images"] = "picamera"
+    device: int | str = 0
+    width: Annotated[int, Field(ge=16, le=8192)] = 640
+    height: Annotated[int, Field(ge=16, le=8192)] = 480
+    fps: Positive = 5.0
+    loop: bool = False
+    controls: dict[str, Any] = Field(default_factory=dict)
+    capture_timeout: Positive = 2.0
+    give_up_seconds: Positive = 60.0
+    lock_exposure: bool = False
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_form(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a camera index, a file path, a glob or a URL")
+        return value
+
+
+class AdaptConfig(_Model):
+    """Slow blending of the reference toward an unchanged scene (off by default)."""
+
+    enabled: bool = False
+    rate: Annotated[float, _between(0.0, 0.5)] = 0.01
+    save_seconds: Positive = 300.0
+
+
+class ReferenceConfig(_Model):
+    """The reference image every frame is compared with."""
+
+    path: Annotated[Path, AfterValidator(_resolve)] = Path("reference.png")
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+
+
+class MaskConfig(_Model):
+    """The watched region: polygons in, polygons out, and an optional mask image."""
+
+    units: Literal["pixels", "fraction"] = "pixels"
+    include: list[Polygon] = Field(default_factory=list)
+    exclude: list[Polygon] = Field(default_factory=list)
+    image: Annotated[Path | None, AfterValidator(_resolve)] = None
+
+
+class DetectionConfig(_Model):
+    """When a frame counts as changed, and when an event starts and ends."""
+
+    method: Literal["ssim", "ssim-structure"] = "ssim"
+    threshold: Fraction = 0.90
+    clear_threshold: Fraction = 0.93
+    trigger_frames: Annotated[int, Field(ge=1)] = 3
+    clear_frames: Annotated[int, Field(ge=1)] = 5
+    settle_frames: Count = 10
+    local_level: Fraction = 0.5
+    min_box_area: Count = 25
+    downscale: Annotated[int, Field(ge=1, le=8)] = 1
+    lightswitch_fraction: Annotated[float | None, _between(0.0, 1.0)] = None
+
+    @model_validator(mode="after")
+    def _hysteresis_order(self) -> DetectionConfig:
+        if self.clear_threshold < self.threshold:
+            raise ValueError(
+                f"clear_threshold: must be at or above threshold ({self.threshold:g}), got {self.clear_threshold:g}"
+            )
+        return self
+
+
+class GpioConfig(_Model):
+    """The pin switched during an event."""
+
+    pin: Annotated[int | str | None, Field()] = 17
+    active_high: bool = True
+    mode: Literal["hold", "pulse"] = "hold"
+    pulse_seconds: Positive = 1.0
+    on_fault: Literal["off", "on", "keep"] = "off"
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin_form(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (value is not None and not isinstance(value, int | str)):
+            raise ValueError("must be a BCM pin number such as 17, a name such as 'GPIO17', or null")
+        if isinstance(value, int) and not 0 <= value <= 53:
+            raise ValueError("must be a BCM pin number between 0 and 53")
+        return value
+
+    @field_validator("on_fault", mode="before")
+    @classmethod
+    def _yaml_off_on(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` / `on` as false / true.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+
+class EventsConfig(_Model):
+    """Where events and snapshots are written, and how much of them is kept."""
+
+    log: Annotated[Path, AfterValidator(_resolve)] = Path("events.jsonl")
+    snapshots: Annotated[Path | None, AfterValidator(_resolve)] = Path("snapshots")
+    keep_snapshots: Annotated[int, Field(ge=1)] = 200
+    max_snapshot_mb: Positive = 200.0
+    max_log_mb: Positive = 10.0
+    keep_logs: Annotated[int, Field(ge=1)] = 5
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    gpio: GpioConfig = Field(default_factory=GpioConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference_shorthand(cls, value: Any) -> Any:
+        # `reference: reference.png` is the short form of `reference: {path: ...}`.
+        if isinstance(value, str | Path):
+            return {"path": value}
+        if not isinstance(value, dict | ReferenceConfig):
+            raise ValueError("must be an image path, or a mapping with path: and adapt:")
+        return value
+
+    @model_validator(mode="after")
+    def _mask_inside_frame(self) -> Config:
+        problems = _polygon_problems(self.mask, self.source.width, self.source.height)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _polygon_problems(mask: MaskConfig, width: int, height: int) -> list[str]:
+    if mask.units == "fraction":
+        max_x, max_y, unit = 1.0, 1.0, "0-1 fractions of the frame"
+    else:
+        max_x, max_y, unit = float(width), float(height), f"pixels of the {width}x{height} frame"
+    problems = []
+    for group in ("include", "exclude"):
+        for index, polygon in enumerate(getattr(mask, group)):
+            key = f"mask.{group}[{index}]"
+            if len(polygon) < 3:
+                problems.append(f"{key}: a polygon needs at least 3 points, got {len(polygon)}")
+                continue
+            for x, y in polygon:
+                if not (0 <= x <= max_x and 0 <= y <= max_y):
+                    problems.append(
+                        f"{key}: point [{x:g}, {y:g}] is outside the frame "
+                        f"(expected {unit}: x 0-{max_x:g}, y 0-{max_y:g})"
+                    )
+                    break
+    return problems
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError with one line per problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (copy config.yaml from the project and edit it)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    return parse_config(text, name=str(path), base_dir=path.resolve().parent)
+
+
+def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None = None) -> Config:
+    """Validate YAML text; ``name`` prefixes each problem, ``base_dir`` anchors relative paths."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{name}: {where}not valid YAML: {problem}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{name}: expected a mapping of sections (source:, detection:, ...), got {_kind(data)}"])
+    context = {"base_dir": base_dir}
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ConfigError([f"{name}: {line}" for line in _describe(exc)]) from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = _dotted(error["loc"])
+        kind = error["type"]
+        message = str(error["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        message = message.replace("Input should be", "must be")
+        got = error.get("input")
+        if kind == "path_type":
+            message = "must be a file path"
+        if kind == "extra_forbidden":
+            lines.append(f"{loc}: unknown key{_suggestion(error['loc'])}")
+        elif kind == "missing":
+            lines.append(f"{loc}: required")
+        elif kind == "value_error" and isinstance(got, dict):
+            # Model-level checks report "key: problem; key: problem".
+            prefix = f"{loc}." if loc else ""
+            lines.extend(prefix + part for part in message.split("; "))
+        elif " got " in message or isinstance(got, dict):
+            lines.append(f"{loc}: {message}")
+        else:
+            lines.append(f"{loc}: {message}, got {_show(got)}")
+    return lines
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggestion(loc: tuple[int | str, ...]) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (expected one of: {', '.join(model.model_fields)})"

@@ -1,0 +1,76 @@
+"""Image files in and out: grayscale reads with clear errors, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from monitor.exc import ComparisonError, MonitorError
+from monitor.similarity import to_gray
+
+__all__ = ["ImageFileError", "read_gray", "write_bytes_atomic", "write_image_atomic"]
+
+
+class ImageFileError(MonitorError, OSError):
+    """An image file could not be read or written."""
+
+
+def _to_gray_uint8(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ImageFileError(f"expected an 8-bit image, got {image.dtype}")
+    try:
+        return to_gray(image)
+    except ComparisonError as exc:
+        raise ImageFileError(str(exc)) from None
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """Read an image file as 2-D uint8 grayscale, converting colour like BGR2GRAY."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: no such file")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ImageFileError(f"{path}: not a readable image (expected PNG, JPEG, BMP or similar)")
+    return _to_gray_uint8(image)
+
+
+def write_image_atomic(path: str | Path, image: np.ndarray, *, quality: int = 90) -> Path:
+    """Encode ``image`` by the file's extension and put it under ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk,
+    and only then renamed over ``path``: a reader (or a crash) never sees a
+    half-written image under the final name.
+    """
+    path = Path(path)
+    ext = path.suffix.lower() or ".png"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in {".jpg", ".jpeg"} else []
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ImageFileError(f"{path}: cannot encode an image as {ext}")
+    write_bytes_atomic(path, encoded.tobytes())
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling, fsync it, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

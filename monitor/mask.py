@@ -1,0 +1,54 @@
+"""The watched region as a boolean array, built from the config's polygons and image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from monitor.config import MaskConfig
+from monitor.exc import ConfigError
+from monitor.images import ImageFileError, read_gray
+
+__all__ = ["build_mask", "polygons_in_pixels"]
+
+Polygon = Sequence[tuple[float, float]]
+
+
+def polygons_in_pixels(polygons: Sequence[Polygon], *, units: str, width: int, height: int) -> list[np.ndarray]:
+    """Return each polygon as an int32 (N, 2) array of frame pixels."""
+    sx, sy = (width, height) if units == "fraction" else (1.0, 1.0)
+    return [np.rint(np.asarray(p, dtype=np.float64) * (sx, sy)).astype(np.int32) for p in polygons]
+
+
+def build_mask(config: MaskConfig, *, width: int, height: int) -> np.ndarray | None:
+    """Return the watched pixels as a (height, width) bool array, or None for the whole frame.
+
+    Include polygons (or the whole frame when there are none), intersected with
+    the white part of ``config.image`` when given, minus the exclude polygons.
+    """
+    if not config.include and not config.exclude and config.image is None:
+        return None
+    watched = np.zeros((height, width), np.uint8)
+    if config.include:
+        for polygon in polygons_in_pixels(config.include, units=config.units, width=width, height=height):
+            cv2.fillPoly(watched, [polygon], 255)
+    else:
+        watched[:] = 255
+    if config.image is not None:
+        try:
+            image = read_gray(config.image)
+        except ImageFileError as exc:
+            raise ConfigError([f"mask.image: {exc}"]) from None
+        if image.shape != (height, width):
+            raise ConfigError(
+                [
+                    f"mask.image: {config.image} is {image.shape[1]}x{image.shape[0]}, "
+                    f"expected the frame size {width}x{height}"
+                ]
+            )
+        watched[image < 128] = 0
+    for polygon in polygons_in_pixels(config.exclude, units=config.units, width=width, height=height):
+        cv2.fillPoly(watched, [polygon], 0)
+    return watched > 0

@@ -1,0 +1,271 @@
+"""The comparator against scikit-image's reference implementation, on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from skimage import data
+from skimage.metrics import structural_similarity
+
+from monitor.exc import ComparisonError
+from monitor.similarity import Comparator, mse
+
+TOLERANCE = 1e-4
+
+
+def skimage_map(ref: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    _, full = structural_similarity(
+        ref, frame, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255, full=True
+    )
+    return full
+
+
+def noisy(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
+def pasted(image: np.ndarray, x: int, y: int) -> np.ndarray:
+    """The photo with a real object (the coffee cup) pasted at (x, y)."""
+    cup = cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2GRAY)[100:220, 150:300]
+    out = image.copy()
+    h, w = cup.shape
+    out[y : y + h, x : x + w] = cup[: out.shape[0] - y, : out.shape[1] - x]
+    return out
+
+
+def shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, matrix, image.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+
+
+def brighter(image: np.ndarray, offset: int) -> np.ndarray:
+    return np.clip(image.astype(np.int16) + offset, 0, 255).astype(np.uint8)
+
+
+def polygon_mask(shape: tuple[int, int], points: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.array(points, np.int32)], 1)
+    return mask.astype(bool)
+
+
+CHANGES = {
+    "noise": lambda img: noisy(img, 10),
+    "shift": lambda img: shifted(img, 3, -2),
+    "pasted object": lambda img: pasted(img, 200, 150),
+    "pasted at the corner": lambda img: pasted(img, 400, 420),
+    "brighter": lambda img: brighter(img, 40),
+    "darker": lambda img: brighter(img, -60),
+}
+
+
+def masks_for(shape: tuple[int, int]) -> dict[str, np.ndarray | None]:
+    h, w = shape
+    left = np.zeros(shape, bool)
+    left[:, : w // 2] = True
+    corner = np.zeros(shape, bool)
+    corner[h - 60 :, w - 80 :] = True
+    ring = np.zeros(shape, bool)
+    cv2.circle(ring.view(np.uint8), (w // 2, h // 2), 150, 1, -1)
+    cv2.circle(ring.view(np.uint8), (w // 2, h // 2), 60, 0, -1)
+    return {
+        "whole frame": None,
+        "left half (touches three borders)": left,
+        "bottom-right corner": corner,
+        "ring with a hole": ring,
+        "triangle": polygon_mask(shape, [(10, 10), (w - 20, 40), (w // 3, h - 5)]),
+        "single pixel at the edge": _single(shape, 0, w - 1),
+    }
+
+
+def _single(shape: tuple[int, int], y: int, x: int) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[y, x] = True
+    return mask
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize("mask_name", list(masks_for((512, 512))))
+def test_score_matches_skimage_masked_mean(photo: np.ndarray, change: str, mask_name: str) -> None:
+    frame = CHANGES[change](photo)
+    mask = masks_for(photo.shape)[mask_name]
+    expected_map = skimage_map(photo, frame)
+    expected = expected_map.mean() if mask is None else expected_map[mask].mean()
+    assert Comparator(photo, mask=mask).score(frame) == pytest.approx(expected, abs=TOLERANCE)
+
+
+def test_colour_reference_is_converted_like_bgr2gray() -> None:
+    colour = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    gray = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    frame = noisy(gray, 12)
+    expected = skimage_map(gray, frame).mean()
+    assert Comparator(colour).score(frame) == pytest.approx(expected, abs=TOLERANCE)
+
+
+def test_non_square_frame_matches_skimage() -> None:
+    reference = cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2GRAY)  # 600x400
+    frame = pasted(noisy(reference, 5), 350, 250)
+    assert Comparator(reference).score(frame) == pytest.approx(skimage_map(reference, frame).mean(), abs=TOLERANCE)
+
+
+def test_pasted_object_scores_lower_than_sensor_noise(photo: np.ndarray) -> None:
+    watched = np.zeros(photo.shape, bool)
+    watched[100:320, 150:400] = True  # the region the cup lands in
+    comparator = Comparator(photo, mask=watched)
+    assert comparator.score(pasted(photo, 200, 150)) < comparator.score(noisy(photo, 3)) - 0.1
+
+
+def test_change_outside_the_mask_is_ignored(photo: np.ndarray) -> None:
+    mask = np.zeros(photo.shape, bool)
+    mask[:200, :200] = True
+    frame = pasted(photo, 300, 300)  # the cup lands far from the watched square
+    assert Comparator(photo, mask=mask).score(frame) == pytest.approx(1.0, abs=1e-5)
+    assert Comparator(photo).score(frame) < 0.97
+
+
+def test_structure_method_shrugs_off_brightness_that_ssim_sees(photo: np.ndarray) -> None:
+    frame = brighter(photo, 50)
+    ssim = Comparator(photo, method="ssim").score(frame)
+    structure = Comparator(photo, method="ssim-structure").score(frame)
+    assert structure > 0.97
+    assert ssim < structure - 0.03
+    # ...but it still sees an object.
+    assert Comparator(photo, method="ssim-structure").score(pasted(photo, 200, 150)) < 0.95
+
+
+def test_structure_method_is_the_contrast_structure_factor(photo: np.ndarray) -> None:
+    frame = pasted(noisy(photo, 6), 100, 100)
+    x, y = photo.astype(np.float64), frame.astype(np.float64)
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import gaussian_filter
+
+        return gaussian_filter(a, sigma=1.5, truncate=3.5, mode="reflect")
+
+    ux, uy = blur(x), blur(y)
+    vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+    c2 = (0.03 * 255) ** 2
+    expected = ((2 * vxy + c2) / (vx + vy + c2)).mean()
+    assert Comparator(photo, method="ssim-structure").score(frame) == pytest.approx(expected, abs=TOLERANCE)
+
+
+def test_compare_boxes_the_pasted_object(photo: np.ndarray) -> None:
+    frame = pasted(photo, 200, 150)  # a 150x120 cup at (200, 150)
+    result = Comparator(photo).compare(frame)
+    assert result.boxes, "expected at least one box"
+    x, y, w, h = result.boxes[0]
+    # The largest box overlaps the pasted area and is about its size.
+    assert x < 350 and x + w > 200 and y < 270 and y + h > 150
+    assert 0.5 < (w * h) / (150 * 120) < 2.0
+    assert 0.02 < result.changed_fraction < 0.2
+
+
+def test_compare_of_identical_images_finds_nothing(photo: np.ndarray) -> None:
+    result = Comparator(photo).compare(photo)
+    assert result.score == pytest.approx(1.0, abs=1e-5)
+    assert result.changed_fraction == 0.0
+    assert result.boxes == []
+
+
+def test_boxes_are_in_frame_pixels_with_a_mask(photo: np.ndarray) -> None:
+    mask = np.zeros(photo.shape, bool)
+    mask[300:, 300:] = True
+    result = Comparator(photo, mask=mask).compare(pasted(photo, 350, 350))
+    x, y, w, h = result.boxes[0]
+    assert x >= 300 and y >= 300 and x + w <= 512 and y + h <= 512
+
+
+def test_set_reference_recomputes_statistics(photo: np.ndarray) -> None:
+    frame = pasted(photo, 200, 150)
+    comparator = Comparator(photo)
+    assert comparator.score(frame) < 0.95
+    comparator.set_reference(frame)
+    assert comparator.score(frame) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_downscale_keeps_the_ranking(photo: np.ndarray) -> None:
+    watched = np.zeros(photo.shape, bool)
+    watched[100:320, 150:400] = True
+    small = Comparator(photo, mask=watched, downscale=2)
+    assert small.score(photo) == pytest.approx(1.0, abs=1e-5)
+    assert small.score(pasted(photo, 200, 150)) < small.score(noisy(photo, 3)) - 0.1
+    x, y, w, h = small.compare(pasted(photo, 200, 150)).boxes[0]
+    assert x < 350 and x + w > 200 and y < 270 and y + h > 150
+
+
+def test_similarity_map_is_nan_outside_the_mask(photo: np.ndarray) -> None:
+    mask = masks_for(photo.shape)["triangle"]
+    frame = noisy(photo, 8)
+    smap = Comparator(photo, mask=mask).similarity_map(frame)
+    assert smap.shape == photo.shape
+    assert np.isnan(smap[~mask]).all()
+    np.testing.assert_allclose(smap[mask], skimage_map(photo, frame)[mask], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((100, 100), np.uint8), "frame is 100x100, expected the reference size 512x512"),
+        (np.zeros((512, 512, 3), np.uint8), "expected a 2-D grayscale frame"),
+        (np.zeros((512, 512), np.float32), "expected a uint8 frame"),
+    ],
+)
+def test_bad_frames_say_what_was_expected(photo: np.ndarray, frame: np.ndarray, message: str) -> None:
+    with pytest.raises(ComparisonError, match=message):
+        Comparator(photo).score(frame)
+
+
+def test_empty_mask_is_refused(photo: np.ndarray) -> None:
+    with pytest.raises(ComparisonError, match="mask watches no pixel"):
+        Comparator(photo, mask=np.zeros(photo.shape, bool))
+
+
+def test_mask_of_another_size_is_refused(photo: np.ndarray) -> None:
+    with pytest.raises(ComparisonError, match="expected the reference size 512x512"):
+        Comparator(photo, mask=np.ones((10, 10), bool))
+
+
+def test_mse_over_the_mask() -> None:
+    a = np.zeros((20, 20), np.uint8)
+    b = a.copy()
+    b[:10] = 10
+    mask = np.zeros(a.shape, bool)
+    mask[:10] = True
+    assert mse(a, b) == 50.0
+    assert mse(a, b, mask) == 100.0
+
+
+# -- properties ---------------------------------------------------------------
+
+images = arrays(np.uint8, st.tuples(st.integers(11, 40), st.integers(11, 40)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(image=images)
+def test_identical_images_score_one(image: np.ndarray) -> None:
+    assert Comparator(image).score(image) == pytest.approx(1.0, abs=1e-4)
+    assert Comparator(image, method="ssim-structure").score(image) == pytest.approx(1.0, abs=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_score_is_symmetric_and_matches_skimage(data: st.DataObject) -> None:
+    a = data.draw(images)
+    b = data.draw(arrays(np.uint8, a.shape))
+    ab, ba = Comparator(a).score(b), Comparator(b).score(a)
+    assert ab == pytest.approx(ba, abs=1e-4)
+    assert ab == pytest.approx(skimage_map(a, b).mean(), abs=TOLERANCE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_masked_score_is_the_mean_over_the_mask(data: st.DataObject) -> None:
+    a = data.draw(images)
+    b = data.draw(arrays(np.uint8, a.shape))
+    mask = data.draw(arrays(np.bool_, a.shape).filter(lambda m: m.any()))
+    expected = skimage_map(a, b)[mask].mean()
+    assert Comparator(a, mask=mask).score(b) == pytest.approx(expected, abs=TOLERANCE)
