@@ -33,7 +33,11 @@ __all__ = [
     "DetectionConfig",
     "EventsConfig",
     "GpioConfig",
+    "HooksConfig",
+    "HttpConfig",
     "MaskConfig",
+    "MqttConfig",
+    "MqttTlsConfig",
     "ReferenceConfig",
     "SourceConfig",
     "load_config",
@@ -181,6 +185,63 @@ class EventsConfig(_Model):
     keep_logs: Annotated[int, Field(ge=1)] = 5
 
 
+class MqttTlsConfig(_Model):
+    """TLS to the broker: a CA file, optionally a client certificate and key."""
+
+    ca_file: Annotated[Path, AfterValidator(_resolve)]
+    cert_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+    key_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+
+
+class MqttConfig(_Model):
+    """Publish state, score and events to an MQTT broker (absent = off)."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+    tls: MqttTlsConfig | None = None
+    topic_prefix: str | None = None  # None: monitor/<hostname>
+    discovery_prefix: str | None = "homeassistant"
+    device_class: str = "problem"
+    qos: Annotated[int, Field(ge=0, le=2)] = 1
+    score_interval: Positive = 10.0
+    queue_size: Annotated[int, Field(ge=1)] = 100
+    keepalive: Annotated[int, Field(ge=5)] = 60
+
+
+Command = Annotated[list[str], Field(min_length=1)]
+
+
+class HooksConfig(_Model):
+    """Commands run on events: argument lists, no shell, event fields in MONITOR_* variables."""
+
+    on_event_start: Command | None = None
+    on_event_end: Command | None = None
+    on_camera_lost: Command | None = None
+    on_camera_found: Command | None = None
+    timeout: Positive = 30.0
+
+
+class HttpConfig(_Model):
+    """The status page, JSON API, health check and Prometheus metrics (absent = off)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    token: str | None = Field(default=None, min_length=16)
+    token_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+    history_seconds: Positive = 300.0
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpConfig:
+        if self.host not in {"127.0.0.1", "localhost", "::1"} and self.token is None and self.token_file is None:
+            raise ValueError(
+                f"token: required when host is {self.host!r} (not loopback): "
+                "set token (16+ characters) or token_file (a file holding it)"
+            )
+        return self
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -190,6 +251,9 @@ class Config(_Model):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    mqtt: MqttConfig | None = None
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    http: HttpConfig | None = None
 
     @field_validator("reference", mode="before")
     @classmethod
