@@ -1,0 +1,233 @@
+"""When a run of low scores becomes an event, and when the event is over.
+
+A pure state machine: :meth:`Detector.update` takes one frame's score with its
+frame number and timestamp and returns an :class:`EventStart`, an
+:class:`EventEnd` or ``None``. No clock, no camera, no pin.
+
+The rules, frame by frame:
+
+- A frame is *below* when ``score < threshold``. The event starts on the
+  ``trigger_frames``-th consecutive below frame; :class:`EventStart` carries
+  that (trigger) frame's number, time and score. Any frame at or above
+  ``threshold`` resets the run, so a score flickering around the threshold
+  never starts an event when ``trigger_frames`` > 1.
+- While an event is open it ends on the ``clear_frames``-th consecutive frame
+  with ``score >= clear_threshold``. A frame under ``clear_threshold`` (below
+  ``threshold`` or in the hysteresis band between the two) resets that run, so
+  a scene hovering in the band keeps the event open.
+- :class:`EventEnd` spans the trigger frame to the clearing frame;
+  ``lowest_score`` / ``lowest_frame`` are the minimum over that span.
+- :meth:`Detector.settle` marks the source as just (re)opened: the next
+  ``settle_frames`` frames are junk (auto-exposure, a stale buffer). They
+  neither start nor end an event, count toward no run, and do not touch
+  ``lowest_score``; both runs restart from zero after them. An open event
+  stays open across a settle. The detector does not settle by itself at
+  construction: the caller calls ``settle()`` whenever the source opens,
+  including the first time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitor.config import DetectionConfig
+from monitor.exc import ConfigError
+
+__all__ = ["Detector", "EventEnd", "EventStart"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventStart:
+    """An event was declared on ``frame`` (the trigger frame) at ``time`` with that frame's ``score``."""
+
+    frame: int
+    time: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnd:
+    """An event is over.
+
+    ``finished_early`` is True when :meth:`Detector.finish` closed it (the
+    source ended, shutdown) rather than a run of clear frames.
+    """
+
+    start_frame: int
+    start_time: float
+    end_frame: int
+    end_time: float
+    lowest_score: float
+    lowest_frame: int
+    finished_early: bool
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the start to the end."""
+        return self.end_time - self.start_time
+
+
+def _check(
+    *, threshold: float, clear_threshold: float, trigger_frames: int, clear_frames: int, settle_frames: int
+) -> None:
+    problems = []
+    if not 0.0 <= threshold <= 1.0:
+        problems.append(f"detection.threshold: must be between 0 and 1, got {threshold:g}")
+    if not threshold <= clear_threshold <= 1.0:
+        problems.append(f"detection.clear_threshold: must be between threshold and 1, got {clear_threshold:g}")
+    if trigger_frames < 1:
+        problems.append(f"detection.trigger_frames: must be at least 1, got {trigger_frames}")
+    if clear_frames < 1:
+        problems.append(f"detection.clear_frames: must be at least 1, got {clear_frames}")
+    if settle_frames < 0:
+        problems.append(f"detection.settle_frames: must be 0 or more, got {settle_frames}")
+    if problems:
+        raise ConfigError(problems)
+
+
+class Detector:
+    """Turns per-frame scores into event starts and ends, with hysteresis and settling."""
+
+    def __init__(
+        self,
+        *,
+        threshold: float,
+        clear_threshold: float,
+        trigger_frames: int,
+        clear_frames: int,
+        settle_frames: int,
+    ) -> None:
+        _check(
+            threshold=threshold,
+            clear_threshold=clear_threshold,
+            trigger_frames=trigger_frames,
+            clear_frames=clear_frames,
+            settle_frames=settle_frames,
+        )
+        self.threshold = threshold
+        self.clear_threshold = clear_threshold
+        self.trigger_frames = trigger_frames
+        self.clear_frames = clear_frames
+        self.settle_frames = settle_frames
+        self._below_run = 0
+        self._clear_run = 0
+        self._settle_left = 0
+        self._start: EventStart | None = None
+        self._lowest_score = 0.0
+        self._lowest_frame = 0
+
+    @classmethod
+    def from_config(cls, config: DetectionConfig) -> Detector:
+        """A detector with the thresholds and counts of ``config``."""
+        return cls(
+            threshold=config.threshold,
+            clear_threshold=config.clear_threshold,
+            trigger_frames=config.trigger_frames,
+            clear_frames=config.clear_frames,
+            settle_frames=config.settle_frames,
+        )
+
+    def reconfigure(self, config: DetectionConfig) -> None:
+        """Take new thresholds and counts, keeping the open event and the current runs.
+
+        A run already as long as a new, shorter count completes on the next
+        qualifying frame; frames still to settle are capped at the new
+        ``settle_frames``.
+        """
+        _check(
+            threshold=config.threshold,
+            clear_threshold=config.clear_threshold,
+            trigger_frames=config.trigger_frames,
+            clear_frames=config.clear_frames,
+            settle_frames=config.settle_frames,
+        )
+        self.threshold = config.threshold
+        self.clear_threshold = config.clear_threshold
+        self.trigger_frames = config.trigger_frames
+        self.clear_frames = config.clear_frames
+        self.settle_frames = config.settle_frames
+        self._settle_left = min(self._settle_left, config.settle_frames)
+
+    @property
+    def active(self) -> bool:
+        """True while an event is open."""
+        return self._start is not None
+
+    @property
+    def settling(self) -> bool:
+        """True while frames after a (re)open are still being ignored."""
+        return self._settle_left > 0
+
+    @property
+    def current(self) -> EventStart | None:
+        """The start of the open event, or None."""
+        return self._start
+
+    def below(self, score: float) -> bool:
+        """True when ``score`` counts as changed (under ``threshold``)."""
+        return score < self.threshold
+
+    def settle(self) -> None:
+        """Ignore the next ``settle_frames`` frames; the source just (re)opened."""
+        self._settle_left = self.settle_frames
+        self._below_run = 0
+        self._clear_run = 0
+
+    def update(self, score: float, *, frame: int, now: float) -> EventStart | EventEnd | None:
+        """Feed one frame's score; return the event boundary it makes, if any."""
+        if self._settle_left > 0:
+            self._settle_left -= 1
+            return None
+        if self._start is None:
+            return self._update_idle(score, frame=frame, now=now)
+        return self._update_active(score, frame=frame, now=now)
+
+    def finish(self, *, frame: int, now: float) -> EventEnd | None:
+        """Close the open event because frames stopped (source ended, shutdown); None if none is open."""
+        self._below_run = 0
+        self._clear_run = 0
+        if self._start is None:
+            return None
+        return self._end(frame=frame, now=now, early=True)
+
+    def _update_idle(self, score: float, *, frame: int, now: float) -> EventStart | None:
+        if not self.below(score):
+            self._below_run = 0
+            return None
+        self._below_run += 1
+        if self._below_run < self.trigger_frames:
+            return None
+        self._below_run = 0
+        self._clear_run = 0
+        self._start = EventStart(frame=frame, time=now, score=score)
+        self._lowest_score = score
+        self._lowest_frame = frame
+        return self._start
+
+    def _update_active(self, score: float, *, frame: int, now: float) -> EventEnd | None:
+        if score < self._lowest_score:
+            self._lowest_score = score
+            self._lowest_frame = frame
+        if not score >= self.clear_threshold:  # written so that NaN resets the run too
+            self._clear_run = 0
+            return None
+        self._clear_run += 1
+        if self._clear_run < self.clear_frames:
+            return None
+        return self._end(frame=frame, now=now, early=False)
+
+    def _end(self, *, frame: int, now: float, early: bool) -> EventEnd:
+        start = self._start
+        assert start is not None
+        self._start = None
+        self._clear_run = 0
+        self._below_run = 0
+        return EventEnd(
+            start_frame=start.frame,
+            start_time=start.time,
+            end_frame=frame,
+            end_time=now,
+            lowest_score=self._lowest_score,
+            lowest_frame=self._lowest_frame,
+            finished_early=early,
+        )
