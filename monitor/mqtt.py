@@ -1,0 +1,342 @@
+"""Publish state, score and events to an MQTT broker, with Home Assistant discovery.
+
+Topics under ``<prefix>`` (default ``monitor/<hostname>``): ``availability``
+(``online``/``offline``, retained, ``offline`` also as the last will),
+``state`` (``ON`` during an event, ``OFF`` otherwise, retained), ``score``
+(at most one per ``score_interval``) and ``event`` (one JSON object per event
+record, as written to the event log).
+
+paho runs its own network thread and reconnects with back-off. Events are
+handed to paho only while connected; in between they wait in a bounded queue
+of our own and are sent in order after the next connect, before newer ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from monitor import __version__
+from monitor.config import MqttConfig
+from monitor.exc import ConfigError
+from monitor.status import EventRecord, FrameStatus
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
+
+__all__ = ["MqttPublisher", "discovery_messages", "node_id"]
+
+_log = logging.getLogger(__name__)
+
+ON, OFF = "ON", "OFF"
+ONLINE, OFFLINE = "online", "offline"
+_CLOSE_WAIT_SECONDS = 2.0
+
+
+def node_id(hostname: str) -> str:
+    """The hostname reduced to what Home Assistant allows in a node id and MQTT in a topic level."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", hostname) or "monitor"
+
+
+def discovery_messages(
+    *, discovery_prefix: str, topic_prefix: str, node: str, device_class: str, device_name: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The retained Home Assistant discovery configs: (topic, payload) for the binary sensor and the score."""
+    device = {
+        "identifiers": [f"monitor_{node}"],
+        "name": device_name,
+        "model": "pi-change-monitor",
+        "sw_version": __version__,
+    }
+    availability = {
+        "availability_topic": f"{topic_prefix}/availability",
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+    }
+    change = {
+        "name": "Change",
+        "unique_id": f"monitor_{node}_change",
+        "state_topic": f"{topic_prefix}/state",
+        "payload_on": ON,
+        "payload_off": OFF,
+        "device_class": device_class,
+        **availability,
+        "device": device,
+    }
+    score = {
+        "name": "Score",
+        "unique_id": f"monitor_{node}_score",
+        "state_topic": f"{topic_prefix}/score",
+        "state_class": "measurement",
+        "suggested_display_precision": 3,
+        "icon": "mdi:image-search",
+        **availability,
+        "device": device,
+    }
+    return [
+        (f"{discovery_prefix}/binary_sensor/{node}/change/config", change),
+        (f"{discovery_prefix}/sensor/{node}/score/config", score),
+    ]
+
+
+class MqttPublisher:
+    """A :class:`~monitor.status.Listener` that publishes to MQTT; call :meth:`start` to connect.
+
+    Every method returns at once: the network is paho's thread's business.
+    ``hostname`` (default: this machine's) names the device and the default
+    topic prefix; ``client_id`` defaults to ``monitor-<node>`` so that a
+    restarted service takes over its own stale session at once.
+    """
+
+    def __init__(self, config: MqttConfig, *, hostname: str | None = None, client_id: str | None = None) -> None:
+        from paho.mqtt.client import CallbackAPIVersion, Client
+
+        self.config = config
+        self.hostname = hostname or socket.gethostname()
+        self.node = node_id(self.hostname)
+        self.prefix = _topic_prefix(config, self.node)
+        self.availability_topic = f"{self.prefix}/availability"
+        self.state_topic = f"{self.prefix}/state"
+        self.score_topic = f"{self.prefix}/score"
+        self.event_topic = f"{self.prefix}/event"
+        self.ha_status_topic = None if config.discovery_prefix is None else f"{config.discovery_prefix}/status"
+
+        # One lock orders every hand-over to paho (ours first, then paho's own locks, never the reverse).
+        self._lock = threading.Lock()
+        self._connected = False
+        self._started = False
+        self._closed = False
+        self._pending: deque[str] = deque()
+        self._state: str | None = None
+        self._last_score_time: float | None = None
+        self._failures = 0
+
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"monitor-{self.node}",
+            clean_session=True,
+        )
+        # A bug in a callback must not end paho's network thread; paho logs it instead.
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        _set_credentials(client, config)
+        client.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client: Client = client
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker has accepted the connection and not lost it since."""
+        return self._connected
+
+    def start(self) -> None:
+        """Begin connecting in the background; a broker that is down is retried with back-off."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive)
+        self._client.loop_start()
+
+    def on_frame(self, status: FrameStatus) -> None:
+        """Publish the state when it changes and the score at most once per ``score_interval``."""
+        state = ON if status.state == "changed" else OFF
+        with self._lock:
+            if self._closed:
+                return
+            if state != self._state:
+                self._state = state
+                if self._connected:
+                    self._client.publish(self.state_topic, state, qos=self.config.qos, retain=True)
+            if self._connected and self._score_due(status.time):
+                self._last_score_time = status.time
+                self._client.publish(self.score_topic, f"{status.score:.5f}", qos=0)
+
+    def on_event(self, record: EventRecord) -> None:
+        """Publish the record's JSON, or queue it (bounded, oldest dropped) until the broker is back."""
+        payload = json.dumps(record.to_json(), default=str)
+        with self._lock:
+            if self._closed:
+                return
+            if self._connected:
+                self._client.publish(self.event_topic, payload, qos=self.config.qos)
+            else:
+                self._queue([payload])
+
+    def close(self) -> None:
+        """Announce ``offline``, disconnect and stop paho's thread (waits up to 2 s for the broker)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started, connected = self._started, self._connected
+            lost = len(self._pending)
+            self._pending.clear()
+        if lost:
+            _log.warning("mqtt: %d event(s) never reached the broker at %s", lost, self._where())
+        if not started:
+            return
+        if connected:
+            info = self._client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
+            # If the connection went meanwhile, the broker publishes the will instead.
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=_CLOSE_WAIT_SECONDS)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> MqttPublisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # paho's network thread calls these.
+
+    def _on_connect(
+        self, client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self._note_failure("broker refused the connection: %s", reason)
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._failures = 0
+            # Events paho took while the link was already dead would be resent after ours: take them back.
+            unsent = [bytes(m.payload).decode() for m in client.drop_out_messages() if m.topic == self.event_topic]
+            self._pending.extendleft(reversed(unsent))
+            self._drop_excess()
+            if self.ha_status_topic is not None:
+                # Before anything else, so that a status seen by a subscriber implies we hear HA too.
+                client.subscribe(self.ha_status_topic, qos=1)
+            client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
+            self._publish_discovery()
+            if self._state is not None:
+                client.publish(self.state_topic, self._state, qos=self.config.qos, retain=True)
+            delivered = len(self._pending)
+            while self._pending:
+                client.publish(self.event_topic, self._pending.popleft(), qos=self.config.qos)
+            self._connected = True
+        _log.info("mqtt: connected to %s as %s", self._where(), self.prefix)
+        if delivered:
+            _log.info("mqtt: sent %d event(s) queued while the broker was away", delivered)
+
+    def _on_connect_fail(self, client: Client, userdata: Any) -> None:
+        self._note_failure("cannot connect; retrying with back-off up to 60 s")
+
+    def _on_disconnect(
+        self,
+        client: Client,
+        userdata: Any,
+        flags: DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # No lock here: paho may call this while holding its own locks, which publish() takes under ours.
+        was_connected, self._connected = self._connected, False
+        if was_connected and not self._closed:
+            _log.warning("mqtt: lost the connection to %s (%s); reconnecting", self._where(), reason)
+
+    def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        if message.topic == self.ha_status_topic and message.payload.strip() == ONLINE.encode():
+            _log.info("mqtt: Home Assistant is back online; publishing discovery again")
+            with self._lock:
+                if not self._closed:
+                    self._publish_discovery()
+
+    # Helpers; the caller holds self._lock.
+
+    def _publish_discovery(self) -> None:
+        if self.config.discovery_prefix is None:
+            return
+        messages = discovery_messages(
+            discovery_prefix=self.config.discovery_prefix,
+            topic_prefix=self.prefix,
+            node=self.node,
+            device_class=self.config.device_class,
+            device_name=f"Change monitor {self.hostname}",
+        )
+        for topic, payload in messages:
+            self._client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    def _queue(self, payloads: list[str]) -> None:
+        self._pending.extend(payloads)
+        self._drop_excess()
+
+    def _drop_excess(self) -> None:
+        while len(self._pending) > self.config.queue_size:
+            self._pending.popleft()
+            _log.warning(
+                "mqtt: broker at %s unreachable and %d events queued (mqtt.queue_size); dropped the oldest",
+                self._where(),
+                self.config.queue_size,
+            )
+
+    def _score_due(self, now: float) -> bool:
+        last = self._last_score_time
+        return last is None or now < last or now - last >= self.config.score_interval
+
+    def _note_failure(self, message: str, *args: object) -> None:
+        self._failures += 1
+        # The first failure in a row is news; the retries every minute are not.
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        _log.log(level, "mqtt: %s: " + message, self._where(), *args)
+
+    def _where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+
+def _topic_prefix(config: MqttConfig, node: str) -> str:
+    for key, value in (("topic_prefix", config.topic_prefix), ("discovery_prefix", config.discovery_prefix)):
+        if value is not None and (not value.strip("/") or any(c in value for c in "+#\0")):
+            raise ConfigError([f"mqtt.{key}: must be a topic without +, # or NUL, got {value!r}"])
+    if config.topic_prefix is None:
+        return f"monitor/{node}"
+    return config.topic_prefix.rstrip("/")
+
+
+def _set_credentials(client: Client, config: MqttConfig) -> None:
+    if config.password_file is not None:
+        if config.username is None:
+            raise ConfigError(["mqtt.password_file: needs mqtt.username as well"])
+        password = _read_password(config.password_file)
+        client.username_pw_set(config.username, password)
+    elif config.username is not None:
+        client.username_pw_set(config.username)
+    if config.tls is not None:
+        tls = config.tls
+        try:
+            client.tls_set(
+                ca_certs=str(tls.ca_file),
+                certfile=None if tls.cert_file is None else str(tls.cert_file),
+                keyfile=None if tls.key_file is None else str(tls.key_file),
+            )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                [f"mqtt.tls: cannot load {tls.ca_file} / {tls.cert_file} / {tls.key_file}: {exc}"]
+            ) from None
+
+
+def _read_password(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"mqtt.password_file: cannot read {path}: {reason}"]) from None
+    return text.rstrip("\r\n")
