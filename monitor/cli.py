@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from monitor import __version__
 from monitor.exc import ConfigError, MonitorError
@@ -82,6 +84,130 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _install_signals(monitor: Any) -> None:
+    """SIGTERM/SIGINT end the loop after the current frame; SIGHUP reloads the config."""
+    signal.signal(signal.SIGTERM, lambda *_: monitor.stop())
+    signal.signal(signal.SIGINT, lambda *_: monitor.stop())
+    signal.signal(signal.SIGHUP, lambda *_: monitor.reload())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: watch the configured camera until stopped (or until a recording ends)."""
+    from monitor.config import load_config
+    from monitor.daemon import Monitor
+
+    config = load_config(args.config)
+    monitor = Monitor(config, config_path=args.config, realtime=True, integrations=True)
+    _install_signals(monitor)
+    summary = monitor.run()
+    logging.getLogger("monitor").info(
+        "stopped after %d frames, %d events, %d skipped", summary.frames, summary.events, summary.skipped
+    )
+    return EXIT_OK
+
+
+def _replay_source(config: Any, path: str) -> Any:
+    kind = "images" if Path(path).is_dir() or any(ch in path for ch in "*?[") else "opencv"
+    return config.model_copy(update={"source": config.source.model_copy(update={"kind": kind, "loop": False})})
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run the same pipeline over a recording, as fast as it goes."""
+    from monitor.config import load_config
+    from monitor.daemon import Monitor
+
+    config = _replay_source(load_config(args.config), args.source)
+    scores = open(args.scores, "w", newline="", encoding="utf-8") if args.scores else None  # noqa: SIM115
+    try:
+        monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, scores=scores)
+        _install_signals(monitor)
+        summary = monitor.run()
+    finally:
+        if scores is not None:
+            scores.close()
+    print(
+        f"replayed {summary.frames} frames in {summary.seconds:.2f} s ({summary.fps:.1f} frames/s), "
+        f"{summary.events} events" + (f", {summary.skipped} skipped" if summary.skipped else "")
+    )
+    return EXIT_OK
+
+
+def cmd_capture_reference(args: argparse.Namespace) -> int:
+    """Write the per-pixel median of N frames as the reference, atomically."""
+    import numpy as np
+
+    from monitor.config import load_config
+    from monitor.images import write_image_atomic
+    from monitor.sources import make_source
+
+    config = load_config(args.config)
+    frames: list[np.ndarray] = []
+    with make_source(config.source, realtime=True) as source:
+        skip = config.detection.settle_frames if config.source.kind == "picamera" else 0
+        while len(frames) < args.frames:
+            frame = source.read()
+            if frame is None:
+                break
+            if skip:
+                skip -= 1
+                continue
+            frames.append(frame.image)
+    if not frames:
+        raise MonitorError(f"{config.source.device}: delivered no frames to make a reference from")
+    reference = np.median(np.stack(frames), axis=0).astype(np.uint8)
+    path = config.reference.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image_atomic(path, reference)
+    print(f"wrote {path} ({reference.shape[1]}x{reference.shape[0]}, median of {len(frames)} frames)")
+    return EXIT_OK
+
+
+def cmd_test_output(args: argparse.Namespace) -> int:
+    """Switch the configured pin on and off three times, to check the wiring."""
+    from monitor.config import load_config
+    from monitor.outputs import make_output, test_output
+
+    config = load_config(args.config)
+    if config.gpio.pin is None:
+        raise MonitorError(f"{args.config}: gpio.pin is null: there is no pin to test")
+    level = "high" if config.gpio.active_high else "low"
+    print(f"switching GPIO {config.gpio.pin} on (= {level}) and off {args.times} times...")
+    with make_output(config.gpio) as output:
+        test_output(output, times=args.times, on_seconds=args.seconds, off_seconds=args.seconds)
+    print("done: the pin is off")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Show the whole pipeline on a scene made from sample photos, with a mock pin."""
+    from monitor import demo
+
+    demo.use_mock_pins()
+    from gpiozero import Device
+
+    from monitor.config import load_config
+    from monitor.daemon import Monitor
+
+    folder = Path(args.out)
+    scene = demo.write_demo_files(folder)
+    config = load_config(scene.config)
+    print(f"demo: {scene.video} ({demo.FRAMES} frames at {demo.FPS} fps), watched area {demo.WATCHED}")
+    print("a cup slides into the watched area, stays, and leaves; a rocket crosses the unwatched part\n")
+    monitor = Monitor(config, config_path=scene.config, realtime=not args.fast)
+    pin = Device.pin_factory.pin(config.gpio.pin)
+    monitor.listeners.append(
+        demo.ConsoleListener(pin_state=lambda: bool(pin.state) == config.gpio.active_high, write=print)
+    )
+    _install_signals(monitor)
+    summary = monitor.run()
+    print(
+        f"\n{summary.frames} frames, {summary.events} event(s); expected one, from about frame "
+        f"{scene.expected_event_frames[0]} to {scene.expected_event_frames[1]}"
+    )
+    print(f"event log: {config.events.log}\nsnapshots: {config.events.snapshots}/")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor",
@@ -105,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-level", type=float, default=0.5, help="local SSIM below which a pixel is changed (0.5)"
     )
     compare.set_defaults(handler=cmd_compare)
+
+    run = sub.add_parser("run", help="watch the camera and switch the pin (the daemon)")
+    run.add_argument("config", type=Path)
+    run.set_defaults(handler=cmd_run)
+
+    replay = sub.add_parser("replay", help="run the same pipeline over a video file or image folder")
+    replay.add_argument("config", type=Path)
+    replay.add_argument("--source", required=True, help="video file, image folder or glob")
+    replay.add_argument("--scores", type=Path, help="write one CSV row per frame here")
+    replay.set_defaults(handler=cmd_replay)
+
+    capture = sub.add_parser("capture-reference", help="save the median of N frames as the reference")
+    capture.add_argument("config", type=Path)
+    capture.add_argument("--frames", type=int, default=10, help="frames to take the median of (10)")
+    capture.set_defaults(handler=cmd_capture_reference)
+
+    test = sub.add_parser("test-output", help="switch the pin on and off to check the wiring")
+    test.add_argument("config", type=Path)
+    test.add_argument("--times", type=int, default=3)
+    test.add_argument("--seconds", type=float, default=0.5, help="seconds on, then off (0.5)")
+    test.set_defaults(handler=cmd_test_output)
+
+    demo = sub.add_parser("demo", help="show the monitor at work on a made-up scene, no camera needed")
+    demo.add_argument("--out", default="demo-output", help="folder for the scene, event log and snapshots")
+    demo.add_argument("--fast", action="store_true", help="do not pace the video at its frame rate")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

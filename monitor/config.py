@@ -99,6 +99,16 @@ class SourceConfig(_Model):
             raise ValueError("must be a camera index, a file path, a glob or a URL")
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _device_path(cls, value: int | str, info: ValidationInfo) -> int | str:
+        # A file, folder or glob is relative to the config file, like every other path.
+        base = (info.context or {}).get("base_dir")
+        if isinstance(value, int) or base is None or value.isdigit() or "://" in value or value.startswith("/dev/"):
+            return value
+        path = Path(value).expanduser()
+        return value if path.is_absolute() else str(Path(base) / path)
+
 
 class AdaptConfig(_Model):
     """Slow blending of the reference toward an unchanged scene (off by default)."""

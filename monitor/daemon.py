@@ -1,0 +1,451 @@
+"""The frame loop: the one place where source, comparison, decision and actions meet.
+
+Data flows one way: source -> frame -> comparison -> decision -> actions
+(pin, event log, snapshots, listeners). ``monitor run``, ``monitor replay``
+and ``monitor demo`` all drive this same :class:`Monitor`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from monitor.config import Config, HooksConfig, load_config
+from monitor.detector import Detector, EventEnd, EventStart
+from monitor.drawing import annotate, side_by_side
+from monitor.events import EventLog, SnapshotStore
+from monitor.exc import ConfigError, MonitorError, ReferenceImageError, SourceError
+from monitor.images import ImageFileError, read_gray
+from monitor.mask import build_mask
+from monitor.outputs import make_output
+from monitor.similarity import Comparator
+from monitor.sources import Frame, FrameSource, make_source
+from monitor.status import EventRecord, FrameStatus, Listener, State, iso_time
+
+__all__ = ["Monitor", "RunSummary", "load_reference"]
+
+_log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+def load_reference(config: Config, *, config_path: Path | str = "CONFIG") -> np.ndarray:
+    """Read the reference image; refuse one that is missing, unreadable or of the wrong size."""
+    path = config.reference.path
+    fix = f"capture one with: monitor capture-reference {config_path}"
+    try:
+        reference = read_gray(path)
+    except ImageFileError as exc:
+        raise ReferenceImageError(f"reference {exc}; {fix}") from None
+    width, height = config.source.width, config.source.height
+    if reference.shape != (height, width):
+        raise ReferenceImageError(
+            f"reference {path}: is {reference.shape[1]}x{reference.shape[0]}, expected the frame size "
+            f"{width}x{height} (source.width x source.height); {fix}"
+        )
+    return reference
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, for the closing line."""
+
+    frames: int
+    skipped: int
+    events: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _RateLimitedWarning:
+    """Warn the first few times, then once a minute with a count of the rest."""
+
+    def __init__(self, *, first: int = 3, every: float = 60.0) -> None:
+        self.first, self.every = first, every
+        self.count = 0
+        self._suppressed = 0
+        self._last = float("-inf")
+
+    def __call__(self, message: str, *args: object, exc_info: bool = False) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count <= self.first or now - self._last >= self.every:
+            if self._suppressed:
+                message += " (%d more like this not shown)"
+                args = (*args, self._suppressed)
+            _log.warning(message, *args, exc_info=exc_info)
+            self._last, self._suppressed = now, 0
+        else:
+            self._suppressed += 1
+
+
+class Monitor:
+    """Watch one source against one reference and act on changes.
+
+    ``realtime``: pace files at ``source.fps`` (``run``) or read them as fast
+    as possible (``replay``). ``device`` overrides ``source.device``.
+    ``listeners`` hear every frame and event; ``integrations=True`` adds the
+    ones the config asks for (MQTT, hooks, the status page). ``scores``
+    receives one CSV row per frame.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        realtime: bool = True,
+        device: int | str | None = None,
+        pin_factory: Any = None,
+        listeners: Sequence[Listener] = (),
+        scores: IO[str] | None = None,
+        on_ready: Callable[[], None] | None = None,
+        on_reloading: Callable[[], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        integrations: bool = False,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.realtime = realtime
+        self.device = device
+        self.listeners = list(listeners)
+        self._on_ready = on_ready
+        self._on_reloading = on_reloading
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._reload = threading.Event()
+        self._skip_warning = _RateLimitedWarning()
+        self._listener_warning = _RateLimitedWarning()
+        self._scores = csv.writer(scores) if scores is not None else None
+        if self._scores is not None:
+            self._scores.writerow(["frame", "time", "score", "changed_fraction", "below", "state"])
+
+        self.reference = load_reference(config, config_path=config_path or "CONFIG")
+        self.mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
+        self.comparator = self._make_comparator(config, self.reference, self.mask)
+        self.detector = Detector.from_config(config.detection)
+        self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
+        self.event_log = EventLog(
+            config.events.log, max_bytes=int(config.events.max_log_mb * 1e6), keep=config.events.keep_logs
+        )
+        self.snapshots = SnapshotStore(
+            config.events.snapshots,
+            keep=config.events.keep_snapshots,
+            max_bytes=int(config.events.max_snapshot_mb * 1e6),
+        )
+        if integrations:
+            self.listeners.extend(self._integrations(config))
+        # The pin last: if anything above fails, no pin was ever touched.
+        try:
+            self.output = make_output(config.gpio, pin_factory=pin_factory)
+        except BaseException:
+            _close_all([self.event_log, *self.listeners])
+            raise
+        self.frames = 0
+        self.events = 0
+        self.last_status: FrameStatus | None = None
+
+    def _integrations(self, config: Config) -> list[Listener]:
+        """Start MQTT, hooks and the status page as the config asks; imported only when asked."""
+        started: list[Listener] = []
+        try:
+            if config.hooks != HooksConfig():
+                from monitor.hooks import HookRunner
+
+                started.append(HookRunner(config.hooks))
+            if config.mqtt is not None:
+                from monitor.mqtt import MqttPublisher
+
+                mqtt = MqttPublisher(config.mqtt)
+                started.append(mqtt)
+                mqtt.start()
+            if config.http is not None:
+                from monitor.webstatus import StatusServer
+
+                server = StatusServer(
+                    config.http, reference=self.reference, mask=self.mask, snapshot_dir=config.events.snapshots
+                )
+                started.append(server)
+                server.start()
+        except BaseException:
+            _close_all(started)
+            raise
+        return started
+
+    @staticmethod
+    def _make_comparator(config: Config, reference: np.ndarray, mask: np.ndarray | None) -> Comparator:
+        detection = config.detection
+        return Comparator(
+            reference,
+            mask=mask,
+            method=detection.method,
+            local_level=detection.local_level,
+            min_box_area=detection.min_box_area,
+            downscale=detection.downscale,
+        )
+
+    # -- control from signal handlers and other threads -----------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current frame and end (safe from a signal handler)."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Ask the loop to re-read the config file before the next frame."""
+        self._reload.set()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Run until the source ends or :meth:`stop`; always leaves the pin inactive."""
+        started = time.monotonic()
+        try:
+            self.source.open()
+            self.detector.settle()
+            self._loop()
+        finally:
+            self._shutdown()
+        return RunSummary(
+            frames=self.frames,
+            skipped=self._skip_warning.count + self.source.skipped,
+            events=self.events,
+            seconds=time.monotonic() - started,
+        )
+
+    def _loop(self) -> None:
+        shape = (self.config.source.height, self.config.source.width)
+        ready_sent = False
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self._apply_reload()
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                if self._stop.is_set():
+                    break
+                self._recover(exc)
+                continue
+            if frame is None:
+                _log.info("the recording ended after %d frames", self.frames)
+                break
+            if frame.image.shape != shape:
+                self._skip_warning(
+                    "skipped frame %d: it is %dx%d, expected %dx%d",
+                    frame.index,
+                    frame.image.shape[1] if frame.image.ndim > 1 else 0,
+                    frame.image.shape[0],
+                    shape[1],
+                    shape[0],
+                )
+                continue
+            self._process(frame)
+            if not ready_sent and self._on_ready is not None:
+                self._on_ready()
+                ready_sent = True
+
+    def _process(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        comparison = self.comparator.compare(frame.image, boxes=False)
+        outcome = self.detector.update(comparison.score, frame=frame.index, now=frame.time)
+        boxes: list[tuple[int, int, int, int]] = []
+        if isinstance(outcome, EventStart):
+            boxes = self.comparator.compare(frame.image).boxes
+            self._event_started(frame, outcome, comparison.changed_fraction, boxes)
+        elif isinstance(outcome, EventEnd):
+            self._event_ended(outcome, comparison.score, comparison.changed_fraction)
+        self.frames += 1
+        below = self.detector.below(comparison.score)
+        state: State = "changed" if self.detector.active else ("settling" if self.detector.settling else "unchanged")
+        status = FrameStatus(
+            frame=frame.index,
+            time=frame.time,
+            score=comparison.score,
+            changed_fraction=comparison.changed_fraction,
+            below=below,
+            state=state,
+            threshold=self.config.detection.threshold,
+            clear_threshold=self.config.detection.clear_threshold,
+            processing_seconds=time.perf_counter() - started,
+            image=frame.image,
+            boxes=boxes,
+        )
+        self.last_status = status
+        if self._scores is not None:
+            self._scores.writerow(
+                [
+                    frame.index,
+                    iso_time(frame.time),
+                    f"{comparison.score:.5f}",
+                    f"{comparison.changed_fraction:.5f}",
+                    int(below),
+                    "changed" if self.detector.active else "unchanged",
+                ]
+            )
+        self._tell("on_frame", status)
+
+    def _event_started(
+        self, frame: Frame, start: EventStart, changed_fraction: float, boxes: list[tuple[int, int, int, int]]
+    ) -> None:
+        self.output.event_started()
+        self.events += 1
+        snapshot = self.snapshots.save(self._snapshot_picture(frame, boxes), when=frame.time, frame=frame.index)
+        record = EventRecord(
+            type="event_start",
+            time=start.time,
+            frame=start.frame,
+            score=start.score,
+            changed_fraction=changed_fraction,
+            boxes=boxes,
+            snapshot=str(snapshot) if snapshot is not None else None,
+        )
+        self._record(record)
+
+    def _event_ended(self, end: EventEnd, score: float, changed_fraction: float, *, reason: str = "clear") -> None:
+        self.output.event_ended()
+        record = EventRecord(
+            type="event_end",
+            time=end.end_time,
+            frame=end.end_frame,
+            score=score,
+            changed_fraction=changed_fraction,
+            extra={
+                "start_time": iso_time(end.start_time),
+                "start_frame": end.start_frame,
+                "duration": round(end.end_time - end.start_time, 3),
+                "lowest_score": round(end.lowest_score, 5),
+                "reason": reason,
+            },
+        )
+        self._record(record)
+
+    def _snapshot_picture(self, frame: Frame, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+        label = f"{iso_time(frame.time)[:19]}  frame {frame.index}"
+        return side_by_side(
+            [
+                annotate(frame.image, mask=self.mask, boxes=boxes, label=label),
+                annotate(self.reference, mask=self.mask, label="reference"),
+            ]
+        )
+
+    def _record(self, record: EventRecord) -> None:
+        self.event_log.write(record)
+        self._tell("on_event", record)
+
+    def _tell(self, method: str, argument: FrameStatus | EventRecord) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(argument)
+            except Exception:
+                # A listener's bug must not stop the monitor from switching its pin.
+                self._listener_warning("%s.%s failed", type(listener).__name__, method, exc_info=True)
+
+    # -- camera trouble -------------------------------------------------------
+
+    def _recover(self, error: SourceError) -> None:
+        """Close and re-open the source with a capped back-off; give up after give_up_seconds."""
+        config = self.config.source
+        _log.warning("camera lost: %s", error)
+        last_frame = self.last_status.frame if self.last_status is not None else -1
+        self._record(EventRecord(type="camera_lost", time=time.time(), frame=last_frame, extra={"error": str(error)}))
+        self.output.fault(self.config.gpio.on_fault)
+        self.source.close()
+        lost_at = time.monotonic()
+        delay = 0.5
+        while not self._stop.is_set():
+            self._sleep(delay)
+            if self._stop.is_set():
+                return
+            try:
+                self.source.open()
+            except SourceError as exc:
+                waited = time.monotonic() - lost_at
+                if waited >= config.give_up_seconds:
+                    raise SourceError(
+                        f"camera lost for {waited:.0f} s (source.give_up_seconds is {config.give_up_seconds:g}): "
+                        f"giving up; last error: {exc}"
+                    ) from None
+                _log.info("camera still lost (%s); next try in %.1f s", exc, delay)
+                delay = min(delay * 2, MAX_BACKOFF, max(config.give_up_seconds - waited, 0.1))
+                continue
+            _log.info("camera found again after %.1f s", time.monotonic() - lost_at)
+            self.detector.settle()
+            self.output.recovered(active=self.detector.active)
+            self._record(EventRecord(type="camera_found", time=time.time(), frame=last_frame))
+            return
+
+    # -- reload ---------------------------------------------------------------
+
+    def _apply_reload(self) -> None:
+        if self.config_path is None:
+            _log.warning("reload asked, but this monitor has no config file to re-read")
+            return
+        if self._on_reloading is not None:
+            self._on_reloading()
+        try:
+            new = load_config(self.config_path)
+            reference = load_reference(new, config_path=self.config_path)
+            mask = build_mask(new.mask, width=new.source.width, height=new.source.height)
+            comparator = self._make_comparator(new, reference, mask)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                _log.error("reload refused, keeping the running config: %s", problem)
+            self._ready_again()
+            return
+        except MonitorError as exc:
+            _log.error("reload refused, keeping the running config: %s", exc)
+            self._ready_again()
+            return
+        old = self.config
+        self.config, self.reference, self.mask, self.comparator = new, reference, mask, comparator
+        self.detector.reconfigure(new.detection)
+        self.output.reconfigure(new.gpio)
+        if new.source != old.source:
+            self.source.close()
+            self.source = make_source(new.source, realtime=self.realtime, device=self.device)
+            self.source.open()
+            self.detector.settle()
+        _log.info(
+            "reloaded %s: threshold %.3f, clear_threshold %.3f",
+            self.config_path,
+            new.detection.threshold,
+            new.detection.clear_threshold,
+        )
+        self._ready_again()
+
+    def _ready_again(self) -> None:
+        if self._on_ready is not None and self.frames:
+            self._on_ready()
+
+    # -- the end --------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        try:
+            last = self.last_status
+            if last is not None:
+                end = self.detector.finish(frame=last.frame, now=last.time)
+                if end is not None:
+                    reason = "stopped" if self._stop.is_set() else "source ended"
+                    self._event_ended(end, last.score, last.changed_fraction, reason=reason)
+        finally:
+            _close_all([self.output, self.source, self.event_log, *self.listeners])
+
+
+def _close_all(things: Iterable[Any]) -> None:
+    """Close each thing, logging (not raising) failures so the rest still close."""
+    for thing in things:
+        try:
+            thing.close()
+        except Exception:
+            _log.exception("closing %s failed", type(thing).__name__)
