@@ -27,3 +27,12 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+
+# On the Pi, as root: the daemon as a hardened systemd service (see systemd/install.sh).
+# uninstall keeps /etc/monitor and /var/lib/monitor.
+.PHONY: install uninstall
+install:
+	bash systemd/install.sh install
+
+uninstall:
+	bash systemd/install.sh uninstall
