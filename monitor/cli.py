@@ -96,8 +96,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.config import load_config
     from monitor.daemon import Monitor
 
+    from monitor.systemd import Notifier
+
     config = load_config(args.config)
-    monitor = Monitor(config, config_path=args.config, realtime=True, integrations=True)
+    # READY=1 after the first scored frame, WATCHDOG=1 from the frame loop, RELOADING=1 around
+    # SIGHUP, STOPPING=1 on the way out; all silent when not started by systemd.
+    notifier = Notifier()
+    monitor = Monitor(
+        config,
+        config_path=args.config,
+        realtime=True,
+        integrations=True,
+        listeners=[notifier],
+        on_ready=notifier.ready,
+        on_reloading=notifier.reloading,
+        on_stopping=notifier.stopping,
+    )
     _install_signals(monitor)
     summary = monitor.run()
     logging.getLogger("monitor").info(

@@ -89,7 +89,7 @@ class SourceConfig(_Model):
     loop: bool = False
     controls: dict[str, Any] = Field(default_factory=dict)
     capture_timeout: Positive = 2.0
-    give_up_seconds: Positive = 60.0
+    give_up_seconds: Positive = 20.0
     lock_exposure: bool = False
 
     @field_validator("device", mode="before")

@@ -112,6 +112,7 @@ class Monitor:
         scores: IO[str] | None = None,
         on_ready: Callable[[], None] | None = None,
         on_reloading: Callable[[], None] | None = None,
+        on_stopping: Callable[[], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         integrations: bool = False,
     ) -> None:
@@ -122,6 +123,7 @@ class Monitor:
         self.listeners = list(listeners)
         self._on_ready = on_ready
         self._on_reloading = on_reloading
+        self._on_stopping = on_stopping
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._reload = threading.Event()
@@ -155,6 +157,8 @@ class Monitor:
         self.frames = 0
         self.events = 0
         self.last_status: FrameStatus | None = None
+        self._lost_since: float | None = None  # monotonic time the camera was lost, None while it delivers
+        self._backoff = 0.5
 
     def _integrations(self, config: Config) -> list[Listener]:
         """Start MQTT, hooks and the status page as the config asks; imported only when asked."""
@@ -240,6 +244,8 @@ class Monitor:
             if frame is None:
                 _log.info("the recording ended after %d frames", self.frames)
                 break
+            if self._lost_since is not None:
+                self._camera_found()
             if frame.image.shape != shape:
                 self._skip_warning(
                     "skipped frame %d: it is %dx%d, expected %dx%d",
@@ -354,36 +360,53 @@ class Monitor:
     # -- camera trouble -------------------------------------------------------
 
     def _recover(self, error: SourceError) -> None:
-        """Close and re-open the source with a capped back-off; give up after give_up_seconds."""
-        config = self.config.source
-        _log.warning("camera lost: %s", error)
-        last_frame = self.last_status.frame if self.last_status is not None else -1
-        self._record(EventRecord(type="camera_lost", time=time.time(), frame=last_frame, extra={"error": str(error)}))
-        self.output.fault(self.config.gpio.on_fault)
+        """Close and re-open the source with a capped back-off; give up after give_up_seconds.
+
+        The camera counts as found again only when a frame arrives (see
+        :meth:`_camera_found`): a camera that opens but delivers nothing is
+        still lost, and its time keeps counting toward giving up.
+        """
+        give_up = self.config.source.give_up_seconds
+        if self._lost_since is None:
+            self._lost_since, self._backoff = time.monotonic(), 0.5
+            _log.warning("camera lost: %s", error)
+            self._record(
+                EventRecord(type="camera_lost", time=time.time(), frame=self._last_frame, extra={"error": str(error)})
+            )
+            self.output.fault(self.config.gpio.on_fault)
+        else:
+            _log.info("camera still lost: %s", error)
         self.source.close()
-        lost_at = time.monotonic()
-        delay = 0.5
         while not self._stop.is_set():
-            self._sleep(delay)
+            waited = time.monotonic() - self._lost_since
+            if waited >= give_up:
+                raise SourceError(
+                    f"camera lost for {waited:.0f} s (source.give_up_seconds is {give_up:g}): giving up; "
+                    f"last error: {error}"
+                )
+            self._sleep(min(self._backoff, give_up - waited))
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
             if self._stop.is_set():
                 return
             try:
                 self.source.open()
             except SourceError as exc:
-                waited = time.monotonic() - lost_at
-                if waited >= config.give_up_seconds:
-                    raise SourceError(
-                        f"camera lost for {waited:.0f} s (source.give_up_seconds is {config.give_up_seconds:g}): "
-                        f"giving up; last error: {exc}"
-                    ) from None
-                _log.info("camera still lost (%s); next try in %.1f s", exc, delay)
-                delay = min(delay * 2, MAX_BACKOFF, max(config.give_up_seconds - waited, 0.1))
+                error = exc
+                _log.info("camera still lost (%s); next try in %.1f s", exc, self._backoff)
                 continue
-            _log.info("camera found again after %.1f s", time.monotonic() - lost_at)
             self.detector.settle()
-            self.output.recovered(active=self.detector.active)
-            self._record(EventRecord(type="camera_found", time=time.time(), frame=last_frame))
             return
+
+    def _camera_found(self) -> None:
+        assert self._lost_since is not None
+        _log.info("camera found again after %.1f s", time.monotonic() - self._lost_since)
+        self._lost_since = None
+        self.output.recovered(active=self.detector.active)
+        self._record(EventRecord(type="camera_found", time=time.time(), frame=self._last_frame))
+
+    @property
+    def _last_frame(self) -> int:
+        return self.last_status.frame if self.last_status is not None else -1
 
     # -- reload ---------------------------------------------------------------
 
@@ -431,6 +454,8 @@ class Monitor:
     # -- the end --------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self._on_stopping is not None:
+            self._on_stopping()
         try:
             last = self.last_status
             if last is not None:
