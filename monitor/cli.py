@@ -95,7 +95,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: watch the configured camera until stopped (or until a recording ends)."""
     from monitor.config import load_config
     from monitor.daemon import Monitor
-
     from monitor.systemd import Notifier
 
     config = load_config(args.config)
