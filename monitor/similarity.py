@@ -15,7 +15,9 @@ so a global brightness change (sun, clouds, auto-exposure) barely moves it.
 
 Everything that depends only on the reference and the mask is computed once.
 Per frame, only the mask's bounding box (plus the window radius) is filtered,
-in float32, with OpenCV's separable filters into buffers that are reused.
+in float32, with OpenCV's separable filters into buffers that are reused; the
+formula is arranged so that it takes three filters and thirteen array
+operations (see ``_similarity_map``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _gaussian_kernel() -> np.ndarray:
 
 
 _KERNEL = _gaussian_kernel()
+_KERNEL_X2 = 2 * _KERNEL  # filters to 2*E[xy] in one pass
 
 Box = tuple[int, int, int, int]
 
@@ -170,22 +173,23 @@ class Comparator:
         cy0, cy1 = max(y0 - RADIUS, 0), min(y1 + RADIUS, work_h)
         cx0, cx1 = max(x0 - RADIUS, 0), min(x1 + RADIUS, work_w)
         self._crop = (slice(cy0, cy1), slice(cx0, cx1))
-        self._inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        self._origin = (x0, y0)
-        box_mask = mask[y0:y1, x0:x1]
-        self._mask_u8: np.ndarray | None = None if box_mask.all() else box_mask.astype(np.uint8) * 255
-        self._watched = int(box_mask.sum())
-        crop_shape = (cy1 - cy0, cx1 - cx0)
-        inner_shape = (y1 - y0, x1 - x0)
+        self._origin = (cx0, cy0)
+        # The map is computed over the whole crop (contiguous arrays are about twice as
+        # fast as strided views of the box); the ring of context pixels is masked out.
+        crop_mask = mask[self._crop]
+        self._mask_u8: np.ndarray | None = None if crop_mask.all() else crop_mask.astype(np.uint8) * 255
+        self._watched = int(crop_mask.sum())
+        self._weights = crop_mask.astype(np.float32)
+        crop_shape = crop_mask.shape
         f32 = np.float32
         self._y = np.empty(crop_shape, f32)  # frame - shift
         self._t = np.empty(crop_shape, f32)  # product before filtering
         self._my = np.empty(crop_shape, f32)  # filtered frame - shift
         self._syy = np.empty(crop_shape, f32)
         self._sxy = np.empty(crop_shape, f32)
-        self._a = np.empty(inner_shape, f32)
-        self._b = np.empty(inner_shape, f32)
-        self._low = np.empty(inner_shape, np.uint8)
+        self._a = np.empty(crop_shape, f32)
+        self._b = np.empty(crop_shape, f32)
+        self._low = np.empty(crop_shape, np.uint8)
         self._small = np.empty(self._work_size[::-1], np.uint8) if n > 1 else None
 
     def set_reference(self, reference: np.ndarray) -> None:
@@ -205,15 +209,14 @@ class Comparator:
         x = crop.astype(np.float32) - shift
         mx = cv2.sepFilter2D(x, -1, _KERNEL, _KERNEL, borderType=_BORDER)
         sxx = cv2.sepFilter2D(x * x, -1, _KERNEL, _KERNEL, borderType=_BORDER)
-        inner = self._inner
         self._x = x  # reference - shift, over the crop
-        mx_in = mx[inner]
-        ux = mx_in + shift
-        # Frame-independent parts of the SSIM formula, over the box only.
-        self._mx_in = np.ascontiguousarray(mx_in)
-        self._vx_c2 = np.ascontiguousarray(sxx[inner] - mx_in * mx_in + np.float32(C2))
-        self._two_ux = np.ascontiguousarray(2 * ux)
-        self._ux2_c1 = np.ascontiguousarray(ux * ux + np.float32(C1))
+        # Frame-independent parts of the SSIM formula (see _similarity_map).
+        ux = mx + shift
+        self._mx = mx
+        self._two_mx = 2 * mx
+        self._vx_c2 = sxx - mx * mx + np.float32(C2)
+        self._two_ux = 2 * ux
+        self._lum_k = self._two_ux * shift + np.float32(C1)
 
     def _to_work_size(self, image: np.ndarray, *, out: np.ndarray | None) -> np.ndarray:
         if self.downscale == 1:
@@ -235,7 +238,16 @@ class Comparator:
             raise ComparisonError(f"expected a uint8 frame, got {frame.dtype}")
 
     def _similarity_map(self, frame: np.ndarray) -> np.ndarray:
-        """Fill and return the local similarity map over the mask's bounding box."""
+        """Fill and return the local similarity map over the crop (the mask's box plus context).
+
+        With x, y the reference and frame less ``shift``, and mx, my, sxx, syy,
+        sxy their Gaussian-filtered means and second moments:
+
+        - contrast-structure = (2 sxy - 2 mx my + C2) / (sxx - mx^2 + C2 + syy - my^2);
+          the filter makes 2 sxy + C2 directly (kernel times 2, ``delta=C2``);
+        - luminance = (2 ux uy + C1) / (ux^2 + uy^2 + C1), with ux = mx + shift and
+          uy = my + shift, is n / (n + (mx - my)^2) with n = 2 ux my + (2 ux shift + C1).
+        """
         self._check_frame(frame)
         work = self._to_work_size(frame, out=self._small)
         y, t, my, syy, sxy = self._y, self._t, self._my, self._syy, self._sxy
@@ -244,30 +256,23 @@ class Comparator:
         np.multiply(y, y, out=t)
         cv2.sepFilter2D(t, -1, _KERNEL, _KERNEL, dst=syy, borderType=_BORDER)
         np.multiply(y, self._x, out=t)
-        cv2.sepFilter2D(t, -1, _KERNEL, _KERNEL, dst=sxy, borderType=_BORDER)
+        cv2.sepFilter2D(t, -1, _KERNEL_X2, _KERNEL, dst=sxy, delta=C2, borderType=_BORDER)
 
-        inner = self._inner
-        my, syy, sxy = my[inner], syy[inner], sxy[inner]
         a, b = self._a, self._b
-        # contrast-structure: (2*(sxy - mx*my) + C2) / (vx + C2 + syy - my^2)
-        np.multiply(self._mx_in, my, out=a)
-        np.subtract(sxy, a, out=a)
-        a *= 2
-        a += np.float32(C2)
+        np.multiply(self._two_mx, my, out=a)
+        np.subtract(sxy, a, out=a)  # contrast-structure numerator
         np.multiply(my, my, out=b)
-        np.subtract(syy, b, out=syy)  # syy now holds vy
-        syy += self._vx_c2
-        np.divide(a, syy, out=a)
+        np.subtract(syy, b, out=syy)
+        syy += self._vx_c2  # contrast-structure denominator
         if self.method == "ssim":
-            # times luminance (2*ux*uy + C1) / (ux^2 + uy^2 + C1), with uy = my + shift
-            uy = syy
-            np.add(my, self._shift, out=uy)
-            np.multiply(uy, uy, out=b)
-            b += self._ux2_c1
-            uy *= self._two_ux
-            uy += np.float32(C1)
-            a *= uy
-            a /= b
+            np.multiply(self._two_ux, my, out=b)
+            b += self._lum_k  # luminance numerator
+            np.subtract(self._mx, my, out=my)
+            my *= my
+            my += b  # luminance denominator
+            a *= b
+            syy *= my
+        np.divide(a, syy, out=a)
         return a
 
     def score(self, frame: np.ndarray) -> float:
@@ -278,7 +283,9 @@ class Comparator:
     def _masked_mean(self, smap: np.ndarray) -> float:
         if self._mask_u8 is None:
             return float(cv2.mean(smap)[0])
-        return float(cv2.mean(smap, mask=self._mask_u8)[0])
+        # Weights of 0 and 1 and a double-precision sum: 3x faster than cv2.mean with a mask.
+        weighted = np.multiply(smap, self._weights, out=self._b)
+        return float(cv2.sumElems(weighted)[0]) / self._watched
 
     def compare(self, frame: np.ndarray, *, boxes: bool = True) -> Comparison:
         """Score ``frame`` and find the changed share and, unless ``boxes=False``, their boxes."""

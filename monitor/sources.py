@@ -29,7 +29,7 @@ import numpy as np
 
 from monitor.config import SourceConfig
 from monitor.exc import ConfigError, SourceError
-from monitor.images import read_gray
+from monitor.images import ImageFileError, read_gray
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -45,6 +45,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+_JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+# IMREAD_UNCHANGED (read_gray) ignores EXIF orientation; so must the luma decode.
+_JPEG_LUMA = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +508,8 @@ class ImageFolderSource(FrameSource):
     A folder contributes its .png, .jpg, .jpeg, .bmp, .tif and .tiff files; a
     glob (``frames/*.jpg``, ``**`` allowed) every file it matches. A file that
     cannot be decoded is skipped with a warning and counted in ``skipped``.
-    Colour images are converted as OpenCV's BGR2GRAY.
+    Colour images are converted as OpenCV's BGR2GRAY, except JPEGs: of those
+    only the luma plane is decoded (the same weights, within a few levels).
     """
 
     kind = "images"
@@ -568,7 +572,7 @@ class ImageFolderSource(FrameSource):
                 self._next_path = 0
             path = self._paths[self._next_path]
             try:
-                image = read_gray(path)
+                image = _read_frame(path)
             except OSError as exc:
                 # Dropped from the list, so a loop does not decode (and count) it again.
                 del self._paths[self._next_path]
@@ -611,6 +615,22 @@ def make_source(config: SourceConfig, *, realtime: bool = True, device: int | st
     except KeyError:
         raise ConfigError([f"source.kind: unknown source {kind!r} (expected one of: {', '.join(SOURCES)})"]) from None
     return cls(config, realtime=realtime, device=device)
+
+
+def _read_frame(path: Path) -> np.ndarray:
+    """One image file as 2-D uint8 gray; raises an OSError when it cannot be read or decoded."""
+    if path.suffix.lower() not in _JPEG_SUFFIXES:
+        return read_gray(path)
+    # A JPEG stores luma (BT.601, BGR2GRAY's weights) beside chroma: decoding only the luma
+    # skips chroma upsampling and colour conversion, half the decode time of a colour frame.
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file") from None
+    image = cv2.imdecode(data, _JPEG_LUMA) if data.size else None
+    if image is None:
+        raise ImageFileError(f"{path}: not a readable image (expected PNG, JPEG, BMP or similar)")
+    return image
 
 
 def _gray_code(image: np.ndarray) -> int:
