@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_similarity.py"]
+BENCHMARKS = ["bench_similarity.py", "bench_drift.py"]
 
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE.parent))

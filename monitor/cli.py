@@ -221,6 +221,158 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _watching(config: Any, config_path: Path) -> tuple[Any, Any, Any]:
+    """The reference, the mask and a comparator set up as the daemon sets them up."""
+    from monitor.daemon import load_reference
+    from monitor.mask import build_mask
+    from monitor.similarity import Comparator
+
+    reference = load_reference(config, config_path=config_path)
+    mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
+    detection = config.detection
+    comparator = Comparator(
+        reference,
+        mask=mask,
+        method=detection.method,
+        local_level=detection.local_level,
+        min_box_area=detection.min_box_area,
+        downscale=detection.downscale,
+    )
+    return reference, mask, comparator
+
+
+def _open_frames(config: Any, source: str | None) -> Any:
+    """A source over ``source`` (a recording, read as fast as it goes) or the configured camera."""
+    from monitor.sources import make_source
+
+    if source is not None:
+        return make_source(_replay_source(config, source).source, realtime=False, device=source)
+    return make_source(config.source, realtime=True)
+
+
+def _score_frames(config: Any, comparator: Any, args: argparse.Namespace) -> list[float]:
+    """Score ``--frames`` frames (or ``--seconds`` of them) against the reference."""
+    scores: list[float] = []
+    wrong_size = 0
+    first_time: float | None = None
+    with _open_frames(config, args.source) as source:
+        skip = config.detection.settle_frames if args.source is None and config.source.kind == "picamera" else 0
+        while True:
+            frame = source.read()
+            if frame is None:
+                break
+            if skip:
+                skip -= 1
+                continue
+            if frame.image.shape != comparator.shape:
+                wrong_size += 1
+                continue
+            scores.append(comparator.score(frame.image))
+            first_time = frame.time if first_time is None else first_time
+            if args.seconds is not None:
+                if frame.time - first_time >= args.seconds:
+                    break
+            elif len(scores) >= args.frames:
+                break
+    if wrong_size:
+        logging.getLogger("monitor").warning("skipped %d frames not of the reference's size", wrong_size)
+    return scores
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Score frames against the reference and suggest threshold and clear_threshold."""
+    from monitor.config import load_config, update_config_file
+    from monitor.images import write_image_atomic
+    from monitor.preview import score_plot
+    from monitor.tuning import suggest_thresholds
+
+    config = load_config(args.config)
+    _, _, comparator = _watching(config, args.config)
+    where = args.source if args.source is not None else f"the camera ({config.source.kind} {config.source.device})"
+    amount = f"{args.seconds:g} s" if args.seconds is not None else f"{args.frames} frames"
+    print(f"scoring {amount} from {where} with {config.detection.method}...", flush=True)
+    scores = _score_frames(config, comparator, args)
+    found = suggest_thresholds(scores)
+    detection = config.detection
+    print(
+        f"{found.count} frames: min {found.minimum:.4f}  1%: {found.p1:.4f}  5%: {found.p5:.4f}  "
+        f"median {found.median:.4f}"
+    )
+    print(
+        f"suggested: threshold {found.threshold:.3f}  clear_threshold {found.clear_threshold:.3f}  "
+        f"(configured: {detection.threshold:g}, {detection.clear_threshold:g})"
+    )
+    print(found.explanation())
+    if args.plot is not None:
+        picture = score_plot(
+            scores,
+            threshold=found.threshold,
+            clear_threshold=found.clear_threshold,
+            title=f"{detection.method} score per frame",
+        )
+        write_image_atomic(args.plot, picture)
+        print(f"wrote {args.plot}")
+    if args.write:
+        backup = update_config_file(
+            args.config,
+            {"detection.threshold": found.threshold, "detection.clear_threshold": found.clear_threshold},
+        )
+        print(f"updated {args.config} (the previous version is {backup}); a running daemon takes it on SIGHUP")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """One picture: the reference with the numbered polygons, a frame, and the local SSIM map."""
+    from monitor.config import load_config
+    from monitor.exc import ComparisonError
+    from monitor.images import read_gray, write_image_atomic
+    from monitor.mask import polygons_in_pixels
+    from monitor.preview import show_picture
+
+    config = load_config(args.config)
+    reference, mask, comparator = _watching(config, args.config)
+    width, height = config.source.width, config.source.height
+    if args.frame is not None:
+        frame, label = read_gray(args.frame), Path(args.frame).name
+        if frame.shape != reference.shape:
+            raise ComparisonError(
+                f"{args.frame}: is {frame.shape[1]}x{frame.shape[0]}, expected the frame size {width}x{height}"
+            )
+    else:
+        frame, label = _grab_frame(config, comparator.shape), "current frame"
+    units = config.mask.units
+    picture = show_picture(
+        reference,
+        frame,
+        comparator.similarity_map(frame),
+        include=polygons_in_pixels(config.mask.include, units=units, width=width, height=height),
+        exclude=polygons_in_pixels(config.mask.exclude, units=units, width=width, height=height),
+        mask=mask,
+        score=comparator.score(frame),
+        frame_label=label,
+    )
+    write_image_atomic(args.out, picture)
+    print(
+        f"wrote {args.out}: reference with {len(config.mask.include)} include and {len(config.mask.exclude)} "
+        f"exclude polygons | {label} | local SSIM (blue = like the reference, red = changed)"
+    )
+    return EXIT_OK
+
+
+def _grab_frame(config: Any, shape: tuple[int, int]) -> Any:
+    """One frame of the reference's size from the configured source, after the camera settles."""
+    with _open_frames(config, None) as source:
+        skip = config.detection.settle_frames if config.source.kind == "picamera" else 0
+        while True:
+            frame = source.read()
+            if frame is None:
+                raise MonitorError(f"{config.source.device}: delivered no frame of the size {shape[1]}x{shape[0]}")
+            if skip:
+                skip -= 1
+            elif frame.image.shape == shape:
+                return frame.image
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor",
@@ -270,6 +422,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-output", help="folder for the scene, event log and snapshots")
     demo.add_argument("--fast", action="store_true", help="do not pace the video at its frame rate")
     demo.set_defaults(handler=cmd_demo)
+
+    tune = sub.add_parser("tune", help="score frames and suggest threshold and clear_threshold")
+    tune.add_argument("config", type=Path)
+    tune.add_argument("--source", help="score this video file, image folder or glob instead of the camera")
+    amount = tune.add_mutually_exclusive_group()
+    amount.add_argument("--frames", type=int, default=300, help="frames to score (300)")
+    amount.add_argument("--seconds", type=float, help="score this many seconds of frames instead")
+    tune.add_argument("--write", action="store_true", help="put the suggestion into CONFIG (keeps a .bak copy)")
+    tune.add_argument("--plot", type=Path, help="write a PNG of the score over time with both thresholds")
+    tune.set_defaults(handler=cmd_tune)
+
+    show = sub.add_parser("show", help="one picture: reference with the mask, a frame, the local SSIM map")
+    show.add_argument("config", type=Path)
+    show.add_argument("--out", type=Path, default=Path("preview.png"), help="the picture to write (preview.png)")
+    show.add_argument("--frame", type=Path, help="compare this image instead of a frame from the camera")
+    show.set_defaults(handler=cmd_show)
     return parser
 
 

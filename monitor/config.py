@@ -42,6 +42,7 @@ __all__ = [
     "SourceConfig",
     "load_config",
     "parse_config",
+    "update_config_file",
 ]
 
 
@@ -146,7 +147,7 @@ class DetectionConfig(_Model):
     local_level: Fraction = 0.5
     min_box_area: Count = 25
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
-    lightswitch_fraction: Annotated[float | None, _between(0.0, 1.0)] = None
+    lightswitch_fraction: Fraction | None = None
 
     @model_validator(mode="after")
     def _hysteresis_order(self) -> DetectionConfig:
@@ -403,3 +404,62 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (expected one of: {', '.join(model.model_fields)})"
+
+
+def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
+    """Set dotted keys (``"detection.threshold"``) in a config file in place; return the backup's path.
+
+    Comments, key order and layout are kept (ruamel.yaml round-trips the
+    file). The result is validated before anything is written; the old file
+    is copied to ``<name>.bak`` first, and the new one replaces it atomically
+    with the old file's permissions.
+    """
+    import io
+    import os
+    import shutil
+    import tempfile
+
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.comments import CommentedMap
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    yaml_rt = YAML(typ="rt")
+    yaml_rt.preserve_quotes = True
+    yaml_rt.width = 4096  # never re-wrap a long line the user wrote on one
+    # Keep `null` as written: ruamel would otherwise leave the value empty.
+    yaml_rt.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    try:
+        data = yaml_rt.load(text)
+    except YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
+    if data is None:
+        data = CommentedMap()
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = CommentedMap()
+            node = node[part]
+        node[key] = value
+    out = io.StringIO()
+    yaml_rt.dump(data, out)
+    new_text = out.getvalue()
+    parse_config(new_text, name=str(path), base_dir=path.resolve().parent)
+    backup = path.with_name(path.name + ".bak")
+    shutil.copy2(path, backup)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(new_text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return backup

@@ -18,12 +18,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from monitor.adapt import LightSwitch, ReferenceAdapter
 from monitor.config import Config, HooksConfig, load_config
 from monitor.detector import Detector, EventEnd, EventStart
 from monitor.drawing import annotate, side_by_side
 from monitor.events import EventLog, SnapshotStore
 from monitor.exc import ConfigError, MonitorError, ReferenceImageError, SourceError
-from monitor.images import ImageFileError, read_gray
+from monitor.images import ImageFileError, read_gray, write_image_atomic
 from monitor.mask import build_mask
 from monitor.outputs import make_output
 from monitor.similarity import Comparator
@@ -137,6 +138,11 @@ class Monitor:
         self.mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
         self.comparator = self._make_comparator(config, self.reference, self.mask)
         self.detector = Detector.from_config(config.detection)
+        self.adapter = self._make_adapter(config, self.reference)
+        self.light_switch = self._make_light_switch(config)
+        self._reference_saved_at: float | None = None
+        if self.adapter is not None and not realtime:
+            _log.info("reference.adapt: adapting in memory only; a replay leaves %s as it is", config.reference.path)
         self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
         self.event_log = EventLog(
             config.events.log, max_bytes=int(config.events.max_log_mb * 1e6), keep=config.events.keep_logs
@@ -198,6 +204,25 @@ class Monitor:
             min_box_area=detection.min_box_area,
             downscale=detection.downscale,
         )
+
+    @staticmethod
+    def _make_adapter(config: Config, reference: np.ndarray) -> ReferenceAdapter | None:
+        adapt = config.reference.adapt
+        if not adapt.enabled:
+            return None
+        # Each new reference costs the comparator a recomputation of its
+        # statistics, so blend about once a second rather than every frame.
+        return ReferenceAdapter(
+            reference,
+            rate=adapt.rate,
+            every=max(1, round(config.source.fps)),
+            hold_frames=config.detection.clear_frames,
+        )
+
+    @staticmethod
+    def _make_light_switch(config: Config) -> LightSwitch | None:
+        fraction = config.detection.lightswitch_fraction
+        return None if fraction is None else LightSwitch(fraction=fraction)
 
     # -- control from signal handlers and other threads -----------------------
 
@@ -263,6 +288,7 @@ class Monitor:
 
     def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
+        self._watch_lighting(frame)
         comparison = self.comparator.compare(frame.image, boxes=False)
         outcome = self.detector.update(comparison.score, frame=frame.index, now=frame.time)
         boxes: list[tuple[int, int, int, int]] = []
@@ -271,6 +297,7 @@ class Monitor:
             self._event_started(frame, outcome, comparison.changed_fraction, boxes)
         elif isinstance(outcome, EventEnd):
             self._event_ended(outcome, comparison.score, comparison.changed_fraction)
+        self._adapt(frame, comparison.score)
         self.frames += 1
         below = self.detector.below(comparison.score)
         state: State = "changed" if self.detector.active else ("settling" if self.detector.settling else "unchanged")
@@ -357,6 +384,79 @@ class Monitor:
                 # A listener's bug must not stop the monitor from switching its pin.
                 self._listener_warning("%s.%s failed", type(listener).__name__, method, exc_info=True)
 
+    # -- lighting -------------------------------------------------------------
+
+    def _watch_lighting(self, frame: Frame) -> None:
+        """Before a frame is judged: notice a light switch, and finish re-seeding the reference after one."""
+        if self.light_switch is not None and self.light_switch.update(frame.image):
+            self._light_switched(frame)
+        adapter = self.adapter
+        if adapter is not None and adapter.reseeding and adapter.reseed(frame.image, final=not self.detector.settling):
+            self._use_reference(adapter.reference)
+            _log.info("frame %d: the reference now shows the new light", frame.index)
+
+    def _light_switched(self, frame: Frame) -> None:
+        """Nearly the whole frame changed at once: a lighting change, not an event."""
+        assert self.light_switch is not None
+        _log.warning(
+            "frame %d: light switch (%.0f%% of the whole frame changed at once): not judging the next %d frames",
+            frame.index,
+            100 * self.light_switch.changed_fraction,
+            self.config.detection.settle_frames,
+        )
+        self.detector.settle()
+        if self.adapter is None:
+            _log.warning(
+                "the reference still shows the old light: if events follow, use detection.method: ssim-structure "
+                "or reference.adapt.enabled: true, or capture a new reference"
+            )
+        elif self.detector.active:
+            _log.warning("an event is open: the reference is not re-seeded, so what changed is not learned")
+        else:
+            self.adapter.begin_reseed()
+
+    def _adapt(self, frame: Frame, score: float) -> None:
+        """Blend an unchanged frame into the reference when one is due, and save it when due."""
+        adapter = self.adapter
+        if adapter is None:
+            return
+        detector = self.detector
+        unchanged = not detector.active and not detector.settling and score >= detector.clear_threshold
+        if adapter.update(frame.image, unchanged=unchanged):
+            self._use_reference(adapter.reference)
+        self._save_reference(now=frame.time)
+
+    def _use_reference(self, reference: np.ndarray) -> None:
+        self.comparator.set_reference(reference)
+        self.reference = reference
+
+    def _save_reference(self, *, now: float | None = None) -> None:
+        """Store the adapted reference atomically, at most every save_seconds (``now=None``: right away).
+
+        Only a realtime run writes the file: a replay adapts in memory and
+        leaves the reference as it is.
+        """
+        adapter = self.adapter
+        if adapter is None or not self.realtime:
+            return
+        if now is not None:
+            if self._reference_saved_at is None:
+                self._reference_saved_at = now
+            if now - self._reference_saved_at < self.config.reference.adapt.save_seconds:
+                return
+        if not adapter.dirty:
+            return
+        path = self.config.reference.path
+        try:
+            write_image_atomic(path, adapter.reference)
+        except OSError as exc:  # ImageFileError is an OSError too
+            _log.warning("could not save the adapted reference to %s: %s", path, exc)
+            return
+        adapter.saved()
+        if now is not None:
+            self._reference_saved_at = now
+        _log.info("saved the adapted reference to %s (%d blends so far)", path, adapter.blends)
+
     # -- camera trouble -------------------------------------------------------
 
     def _recover(self, error: SourceError) -> None:
@@ -395,6 +495,8 @@ class Monitor:
                 _log.info("camera still lost (%s); next try in %.1f s", exc, self._backoff)
                 continue
             self.detector.settle()
+            if self.light_switch is not None:
+                self.light_switch.reset()
             return
 
     def _camera_found(self) -> None:
@@ -432,6 +534,9 @@ class Monitor:
             return
         old = self.config
         self.config, self.reference, self.mask, self.comparator = new, reference, mask, comparator
+        # The reference file wins: blending since its last save is dropped.
+        self.adapter = self._make_adapter(new, reference)
+        self.light_switch = self._make_light_switch(new)
         self.detector.reconfigure(new.detection)
         self.output.reconfigure(new.gpio)
         if new.source != old.source:
@@ -463,6 +568,7 @@ class Monitor:
                 if end is not None:
                     reason = "stopped" if self._stop.is_set() else "source ended"
                     self._event_ended(end, last.score, last.changed_fraction, reason=reason)
+            self._save_reference()
         finally:
             _close_all([self.output, self.source, self.event_log, *self.listeners])
 
