@@ -16,8 +16,9 @@ so a global brightness change (sun, clouds, auto-exposure) barely moves it.
 Everything that depends only on the reference and the mask is computed once.
 Per frame, only the mask's bounding box (plus the window radius) is filtered,
 in float32, with OpenCV's separable filters into buffers that are reused; the
-formula is arranged so that it takes three filters and thirteen array
-operations (see ``_similarity_map``).
+formula is arranged so that it takes three filters, twelve array operations
+and four frame-sized float buffers (see ``_similarity_map``): at 1280x720
+every float buffer is 3.7 MB, and a Pi Zero 2 W has 512 MB in all.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def _gaussian_kernel() -> np.ndarray:
 
 _KERNEL = _gaussian_kernel()
 _KERNEL_X2 = 2 * _KERNEL  # filters to 2*E[xy] in one pass
+_KERNEL_NEG = -_KERNEL  # filters to -E[y^2], so that adding my^2 needs no temporary
 
 Box = tuple[int, int, int, int]
 
@@ -179,16 +181,14 @@ class Comparator:
         crop_mask = mask[self._crop]
         self._mask_u8: np.ndarray | None = None if crop_mask.all() else crop_mask.astype(np.uint8) * 255
         self._watched = int(crop_mask.sum())
-        self._weights = crop_mask.astype(np.float32)
+        self._weights = None if self._mask_u8 is None else crop_mask.astype(np.float32)
         crop_shape = crop_mask.shape
         f32 = np.float32
-        self._y = np.empty(crop_shape, f32)  # frame - shift
-        self._t = np.empty(crop_shape, f32)  # product before filtering
-        self._my = np.empty(crop_shape, f32)  # filtered frame - shift
+        # Per-frame buffers, each reused for more than one quantity (see _similarity_map).
+        self._y = np.empty(crop_shape, f32)
+        self._my = np.empty(crop_shape, f32)
         self._syy = np.empty(crop_shape, f32)
         self._sxy = np.empty(crop_shape, f32)
-        self._a = np.empty(crop_shape, f32)
-        self._b = np.empty(crop_shape, f32)
         self._low = np.empty(crop_shape, np.uint8)
         self._small = np.empty(self._work_size[::-1], np.uint8) if n > 1 else None
 
@@ -211,12 +211,11 @@ class Comparator:
         sxx = cv2.sepFilter2D(x * x, -1, _KERNEL, _KERNEL, borderType=_BORDER)
         self._x = x  # reference - shift, over the crop
         # Frame-independent parts of the SSIM formula (see _similarity_map).
-        ux = mx + shift
         self._mx = mx
-        self._two_mx = 2 * mx
-        self._vx_c2 = sxx - mx * mx + np.float32(C2)
-        self._two_ux = 2 * ux
-        self._lum_k = self._two_ux * shift + np.float32(C1)
+        self._vx_c2 = np.subtract(sxx, mx * mx, out=sxx)
+        self._vx_c2 += np.float32(C2)
+        self._lum_k = mx * np.float32(2 * shift)
+        self._lum_k += np.float32(2 * shift * shift + C1)
 
     def _to_work_size(self, image: np.ndarray, *, out: np.ndarray | None) -> np.ndarray:
         if self.downscale == 1:
@@ -241,39 +240,42 @@ class Comparator:
         """Fill and return the local similarity map over the crop (the mask's box plus context).
 
         With x, y the reference and frame less ``shift``, and mx, my, sxx, syy,
-        sxy their Gaussian-filtered means and second moments:
+        sxy their Gaussian-filtered means and second moments (ux = mx + shift,
+        uy = my + shift the true means):
 
         - contrast-structure = (2 sxy - 2 mx my + C2) / (sxx - mx^2 + C2 + syy - my^2);
           the filter makes 2 sxy + C2 directly (kernel times 2, ``delta=C2``);
-        - luminance = (2 ux uy + C1) / (ux^2 + uy^2 + C1), with ux = mx + shift and
-          uy = my + shift, is n / (n + (mx - my)^2) with n = 2 ux my + (2 ux shift + C1).
+        - luminance = (2 ux uy + C1) / (ux^2 + uy^2 + C1) = n / (n + (mx - my)^2), where
+          n = 2 ux uy + C1 = 2 mx my + 2 shift my + (2 shift mx + 2 shift^2 + C1).
+
+        The result is returned in the ``_sxy`` buffer, valid until the next call.
         """
         self._check_frame(frame)
         work = self._to_work_size(frame, out=self._small)
-        y, t, my, syy, sxy = self._y, self._t, self._my, self._syy, self._sxy
+        y, my, syy, sxy = self._y, self._my, self._syy, self._sxy
         np.subtract(work[self._crop], self._shift, out=y, dtype=np.float32)
         cv2.sepFilter2D(y, -1, _KERNEL, _KERNEL, dst=my, borderType=_BORDER)
-        np.multiply(y, y, out=t)
-        cv2.sepFilter2D(t, -1, _KERNEL, _KERNEL, dst=syy, borderType=_BORDER)
-        np.multiply(y, self._x, out=t)
-        cv2.sepFilter2D(t, -1, _KERNEL_X2, _KERNEL, dst=sxy, delta=C2, borderType=_BORDER)
+        np.multiply(y, y, out=sxy)
+        cv2.sepFilter2D(sxy, -1, _KERNEL_NEG, _KERNEL, dst=syy, borderType=_BORDER)  # -syy
+        np.multiply(y, self._x, out=y)
+        cv2.sepFilter2D(y, -1, _KERNEL_X2, _KERNEL, dst=sxy, delta=C2, borderType=_BORDER)  # 2 sxy + C2
 
-        a, b = self._a, self._b
-        np.multiply(self._two_mx, my, out=a)
-        np.subtract(sxy, a, out=a)  # contrast-structure numerator
-        np.multiply(my, my, out=b)
-        np.subtract(syy, b, out=syy)
-        syy += self._vx_c2  # contrast-structure denominator
+        two_mx_my = y
+        cv2.multiply(self._mx, my, dst=two_mx_my, scale=2.0)
+        sxy -= two_mx_my  # contrast-structure numerator
+        cv2.accumulateSquare(my, syy)
+        np.subtract(self._vx_c2, syy, out=syy)  # contrast-structure denominator
         if self.method == "ssim":
-            np.multiply(self._two_ux, my, out=b)
-            b += self._lum_k  # luminance numerator
+            lum = two_mx_my
+            lum += self._lum_k
+            cv2.scaleAdd(my, 2.0 * float(self._shift), lum, dst=lum)  # luminance numerator
             np.subtract(self._mx, my, out=my)
             my *= my
-            my += b  # luminance denominator
-            a *= b
+            my += lum  # luminance denominator
+            sxy *= lum
             syy *= my
-        np.divide(a, syy, out=a)
-        return a
+        sxy /= syy
+        return sxy
 
     def score(self, frame: np.ndarray) -> float:
         """Return the masked mean similarity of ``frame`` (2-D uint8, the reference's size)."""
@@ -281,10 +283,10 @@ class Comparator:
         return self._masked_mean(smap)
 
     def _masked_mean(self, smap: np.ndarray) -> float:
-        if self._mask_u8 is None:
+        if self._weights is None:
             return float(cv2.mean(smap)[0])
         # Weights of 0 and 1 and a double-precision sum: 3x faster than cv2.mean with a mask.
-        weighted = np.multiply(smap, self._weights, out=self._b)
+        weighted = np.multiply(smap, self._weights, out=self._my)  # _my is free once the map is made
         return float(cv2.sumElems(weighted)[0]) / self._watched
 
     def compare(self, frame: np.ndarray, *, boxes: bool = True) -> Comparison:
