@@ -1,4 +1,8 @@
-"""Run every benchmark in this folder (``make bench``)."""
+"""Run every benchmark in this folder (``make bench``), or those named: ``run.py bench_memory.py``.
+
+Figures and how to read them: benchmarks/README.md. About four minutes on a
+2-core x86 machine; the callgrind one is skipped where valgrind is missing.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_similarity.py", "bench_drift.py"]
+BENCHMARKS = ["bench_similarity.py", "bench_drift.py", "soak.py"]
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE), str(HERE.parent)]  # common.py, and the monitor package of this checkout
     for name in sys.argv[1:] or BENCHMARKS:
         print(f"\n== {name} ==", flush=True)
         runpy.run_path(str(HERE / name), run_name="__main__")

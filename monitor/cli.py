@@ -150,7 +150,7 @@ def cmd_capture_reference(args: argparse.Namespace) -> int:
     import numpy as np
 
     from monitor.config import load_config
-    from monitor.images import write_image_atomic
+    from monitor.images import make_folder, write_image_atomic
     from monitor.sources import make_source
 
     config = load_config(args.config)
@@ -169,7 +169,7 @@ def cmd_capture_reference(args: argparse.Namespace) -> int:
         raise MonitorError(f"{config.source.device}: delivered no frames to make a reference from")
     reference = np.median(np.stack(frames), axis=0).astype(np.uint8)
     path = config.reference.path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     write_image_atomic(path, reference)
     print(f"wrote {path} ({reference.shape[1]}x{reference.shape[0]}, median of {len(frames)} frames)")
     return EXIT_OK

@@ -327,6 +327,11 @@ def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None 
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{name}: {where}not valid YAML: {problem}"]) from None
+    except Exception as exc:
+        # PyYAML's constructors raise what their parsing raises: a date that does not exist
+        # (2001-02-30), an empty `!!float`, nesting deeper than Python's recursion limit.
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else f"cannot build a value ({exc})"
+        raise ConfigError([f"{name}: not valid YAML: {problem}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -358,6 +363,9 @@ def _describe(exc: ValidationError) -> list[str]:
             message = "must be a file path"
         if kind == "extra_forbidden":
             lines.append(f"{loc}: unknown key{_suggestion(error['loc'])}")
+        elif kind == "invalid_key":
+            # pydantic's loc turns a YAML key like `false` into 0: name it as it was written.
+            lines.append(f"{_dotted((*error['loc'][:-1], _show(got)))}: a key must be a name, got {_show(got)}")
         elif kind == "missing":
             lines.append(f"{loc}: required")
         elif kind == "value_error" and isinstance(got, dict):
@@ -377,7 +385,9 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            # A key that is empty or holds a line break is quoted, so that a problem stays one line.
+            name = part if part.isprintable() and part.strip() else repr(part)
+            out += f".{name}" if out else name
     return out
 
 

@@ -23,7 +23,7 @@ from monitor.config import Config, HooksConfig, load_config
 from monitor.detector import Detector, EventEnd, EventStart
 from monitor.drawing import annotate, side_by_side
 from monitor.events import EventLog, SnapshotStore
-from monitor.exc import ConfigError, MonitorError, ReferenceImageError, SourceError
+from monitor.exc import ConfigError, MonitorError, OutputError, ReferenceImageError, SourceError
 from monitor.images import ImageFileError, read_gray, write_image_atomic
 from monitor.mask import build_mask
 from monitor.outputs import make_output
@@ -144,9 +144,6 @@ class Monitor:
         if self.adapter is not None and not realtime:
             _log.info("reference.adapt: adapting in memory only; a replay leaves %s as it is", config.reference.path)
         self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
-        self.event_log = EventLog(
-            config.events.log, max_bytes=int(config.events.max_log_mb * 1e6), keep=config.events.keep_logs
-        )
         self.snapshots = SnapshotStore(
             config.events.snapshots,
             keep=config.events.keep_snapshots,
@@ -154,6 +151,10 @@ class Monitor:
         )
         if integrations:
             self.listeners.extend(self._integrations(config))
+        # The log file is created at once: only once the integrations' own config checks passed.
+        self.event_log = EventLog(
+            config.events.log, max_bytes=int(config.events.max_log_mb * 1e6), keep=config.events.keep_logs
+        )
         # The pin last: if anything above fails, no pin was ever touched.
         try:
             self.output = make_output(config.gpio, pin_factory=pin_factory)
@@ -532,17 +533,20 @@ class Monitor:
             _log.error("reload refused, keeping the running config: %s", exc)
             self._ready_again()
             return
-        old = self.config
+        old_source = self.source
+        try:
+            self._take_source_and_pin(new)
+        except (SourceError, OutputError) as exc:
+            _log.error("reload refused, keeping the running config: %s", exc)
+            self._put_back(old_source)
+            self._ready_again()
+            return
         self.config, self.reference, self.mask, self.comparator = new, reference, mask, comparator
         # The reference file wins: blending since its last save is dropped.
         self.adapter = self._make_adapter(new, reference)
         self.light_switch = self._make_light_switch(new)
         self.detector.reconfigure(new.detection)
-        self.output.reconfigure(new.gpio)
-        if new.source != old.source:
-            self.source.close()
-            self.source = make_source(new.source, realtime=self.realtime, device=self.device)
-            self.source.open()
+        if self.source is not old_source:
             self.detector.settle()
         _log.info(
             "reloaded %s: threshold %.3f, clear_threshold %.3f",
@@ -551,6 +555,29 @@ class Monitor:
             new.detection.clear_threshold,
         )
         self._ready_again()
+
+    def _take_source_and_pin(self, new: Config) -> None:
+        """Open the source and the pin a reload asks for; SourceError or OutputError if either fails."""
+        if new.source != self.config.source:
+            self.source.close()  # first: a camera cannot be opened twice
+            self.source = make_source(new.source, realtime=self.realtime, device=self.device)
+            self.source.open()
+        self.output.reconfigure(new.gpio)
+
+    def _put_back(self, old_source: FrameSource) -> None:
+        """Undo a reload refused half-way: the running config's source and pin again."""
+        if self.source is not old_source:
+            self.source.close()
+            self.source = old_source
+            try:
+                old_source.open()
+            except SourceError as exc:
+                _log.warning("%s", exc)  # the next read fails and _recover takes over
+            self.detector.settle()
+        try:
+            self.output.reconfigure(self.config.gpio)
+        except OutputError as exc:
+            _log.error("gpio: cannot take the running config's pin back: %s", exc)
 
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:

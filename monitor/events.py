@@ -22,7 +22,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from monitor.images import write_image_atomic
+from monitor.images import make_folder, write_image_atomic
 from monitor.status import EventRecord
 
 __all__ = ["EventLog", "SnapshotStore", "read_events"]
@@ -154,7 +154,7 @@ class EventLog:
         os.fsync(self._fd)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
         try:
             size = os.fstat(fd).st_size
@@ -261,7 +261,7 @@ class SnapshotStore:
             return None
         path = self.folder / snapshot_name(when=when, frame=frame, kind=kind)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            make_folder(self.folder)
             write_image_atomic(path, image)
         except Exception as exc:  # a lost snapshot must never stop the frame loop (cv2.error included)
             self._report(logging.WARNING, "snapshot %s: not saved (%s)", path, exc)

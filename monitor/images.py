@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 from monitor.exc import ComparisonError, MonitorError
 from monitor.similarity import to_gray
 
-__all__ = ["ImageFileError", "read_gray", "write_bytes_atomic", "write_image_atomic"]
+__all__ = ["ImageFileError", "make_folder", "read_gray", "write_bytes_atomic", "write_image_atomic"]
 
 
 class ImageFileError(MonitorError, OSError):
@@ -33,15 +34,31 @@ def _to_gray_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Read an image file as 2-D uint8 grayscale, converting colour like BGR2GRAY."""
+    """Read an image file as 2-D uint8 grayscale, converting colour like BGR2GRAY.
+
+    Every failure (missing, unreadable, undecodable, an unsupported kind of
+    image) is an ImageFileError whose message starts with the path.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ImageFileError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+        data = np.fromfile(str(path), dtype=np.uint8) if regular else None
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ImageFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if data is None:
+        raise ImageFileError(f"{path}: not a file")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:
+        image = None  # e.g. a header claiming more pixels than OpenCV agrees to decode
     if image is None:
         raise ImageFileError(f"{path}: not a readable image (expected PNG, JPEG, BMP or similar)")
-    return _to_gray_uint8(image)
+    try:
+        return _to_gray_uint8(image)
+    except ImageFileError as exc:
+        raise ImageFileError(f"{path}: {exc}") from None
 
 
 def write_image_atomic(path: str | Path, image: np.ndarray, *, quality: int = 90) -> Path:
@@ -59,6 +76,21 @@ def write_image_atomic(path: str | Path, image: np.ndarray, *, quality: int = 90
         raise ImageFileError(f"{path}: cannot encode an image as {ext}")
     write_bytes_atomic(path, encoded.tobytes())
     return path
+
+
+def make_folder(path: Path, *, mode: int = 0o755) -> None:
+    """Create ``path`` and its missing parents with ``mode`` (narrowed by the umask, never widened).
+
+    Unlike ``Path.mkdir(parents=True)``, the parents get ``mode`` too: under
+    umask 0 they would otherwise be world-writable.
+    """
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=mode, exist_ok=True)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -51,4 +51,12 @@ def build_mask(config: MaskConfig, *, width: int, height: int) -> np.ndarray | N
         watched[image < 128] = 0
     for polygon in polygons_in_pixels(config.exclude, units=config.units, width=width, height=height):
         cv2.fillPoly(watched, [polygon], 0)
+    if not watched.any():
+        # Said here, at load time (`monitor check`), rather than by the comparator at start.
+        raise ConfigError(
+            [
+                "mask: watches no pixel (the include polygons cover none, or the exclude polygons "
+                "and mask.image remove them all)"
+            ]
+        )
     return watched > 0

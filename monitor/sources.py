@@ -627,7 +627,10 @@ def _read_frame(path: Path) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
-    image = cv2.imdecode(data, _JPEG_LUMA) if data.size else None
+    try:
+        image = cv2.imdecode(data, _JPEG_LUMA) if data.size else None
+    except cv2.error:
+        image = None  # e.g. a header claiming more pixels than OpenCV agrees to decode
     if image is None:
         raise ImageFileError(f"{path}: not a readable image (expected PNG, JPEG, BMP or similar)")
     return image
