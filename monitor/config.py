@@ -76,7 +76,9 @@ Polygon = list[Point]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # validate_default: default paths (reference.png, events.jsonl, ...) resolve against the
+    # config's folder too, not against wherever the daemon happens to be started.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
 
 
 class SourceConfig(_Model):
@@ -265,6 +267,16 @@ class Config(_Model):
     mqtt: MqttConfig | None = None
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_from_empty(cls, data: Any) -> Any:
+        # Build absent sections from {} in this validation, so their default paths see the
+        # config's folder (a default_factory instance would skip the validators).
+        if isinstance(data, dict):
+            sections = ("source", "reference", "mask", "detection", "gpio", "events", "hooks")
+            data = {**{name: {} for name in sections}, **data}
+        return data
 
     @field_validator("reference", mode="before")
     @classmethod

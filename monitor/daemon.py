@@ -164,6 +164,7 @@ class Monitor:
         self.frames = 0
         self.events = 0
         self.last_status: FrameStatus | None = None
+        self._closed = False
         self._lost_since: float | None = None  # monotonic time the camera was lost, None while it delivers
         self._backoff = 0.5
 
@@ -291,6 +292,7 @@ class Monitor:
         started = time.perf_counter()
         self._watch_lighting(frame)
         comparison = self.comparator.compare(frame.image, boxes=False)
+        was_settling = self.detector.settling  # the state this frame was judged in
         outcome = self.detector.update(comparison.score, frame=frame.index, now=frame.time)
         boxes: list[tuple[int, int, int, int]] = []
         if isinstance(outcome, EventStart):
@@ -301,7 +303,7 @@ class Monitor:
         self._adapt(frame, comparison.score)
         self.frames += 1
         below = self.detector.below(comparison.score)
-        state: State = "changed" if self.detector.active else ("settling" if self.detector.settling else "unchanged")
+        state: State = "changed" if self.detector.active else ("settling" if was_settling else "unchanged")
         status = FrameStatus(
             frame=frame.index,
             time=frame.time,
@@ -541,6 +543,7 @@ class Monitor:
             self._put_back(old_source)
             self._ready_again()
             return
+        old = self.config
         self.config, self.reference, self.mask, self.comparator = new, reference, mask, comparator
         # The reference file wins: blending since its last save is dropped.
         self.adapter = self._make_adapter(new, reference)
@@ -548,6 +551,9 @@ class Monitor:
         self.detector.reconfigure(new.detection)
         if self.source is not old_source:
             self.detector.settle()
+        later = [name for name in ("events", "mqtt", "hooks", "http") if getattr(new, name) != getattr(old, name)]
+        if later:
+            _log.warning("reload: changes to %s take effect at the next restart", ", ".join(later))
         _log.info(
             "reloaded %s: threshold %.3f, clear_threshold %.3f",
             self.config_path,
@@ -585,6 +591,21 @@ class Monitor:
 
     # -- the end --------------------------------------------------------------
 
+    def close(self) -> None:
+        """Release the pin (inactive), the source, the log and the listeners of a monitor never run.
+
+        :meth:`run` does this itself on its way out; later calls do nothing.
+        """
+        if not self._closed:
+            self._closed = True
+            _close_all([self.output, self.source, self.event_log, *self.listeners])
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _shutdown(self) -> None:
         if self._on_stopping is not None:
             self._on_stopping()
@@ -597,7 +618,7 @@ class Monitor:
                     self._event_ended(end, last.score, last.changed_fraction, reason=reason)
             self._save_reference()
         finally:
-            _close_all([self.output, self.source, self.event_log, *self.listeners])
+            self.close()
 
 
 def _close_all(things: Iterable[Any]) -> None:

@@ -128,7 +128,9 @@ class MqttPublisher:
         )
         # A bug in a callback must not end paho's network thread; paho logs it instead.
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        self._paho_log = logging.getLogger(f"{__name__}.paho")
+        self._paho_log.addFilter(self._quiet_while_closing)
+        client.enable_logger(self._paho_log)
         _set_credentials(client, config)
         client.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
@@ -189,6 +191,7 @@ class MqttPublisher:
         if lost:
             _log.warning("mqtt: %d event(s) never reached the broker at %s", lost, self._where())
         if not started:
+            self._paho_log.removeFilter(self._quiet_while_closing)
             return
         if connected:
             info = self._client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)
@@ -197,6 +200,12 @@ class MqttPublisher:
                 info.wait_for_publish(timeout=_CLOSE_WAIT_SECONDS)
         self._client.disconnect()
         self._client.loop_stop()
+        self._paho_log.removeFilter(self._quiet_while_closing)
+
+    def _quiet_while_closing(self, record: logging.LogRecord) -> bool:
+        # paho 2.2's network thread can run one more loop after disconnect() dropped the
+        # socket and logs "Client is not connected" as an ERROR: harmless during close().
+        return not (self._closed and record.getMessage().startswith("Client is not connected"))
 
     def __enter__(self) -> MqttPublisher:
         return self

@@ -150,3 +150,10 @@ def test_yaml_on_off_words_for_on_fault() -> None:
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         parse_config("detection: {threshold: 9}")
+
+
+def test_default_paths_resolve_against_the_config_folder_too(write_config: WriteConfig, tmp_path: Path) -> None:
+    config = load_config(write_config("source: {kind: opencv}\n"))
+    assert config.reference.path == tmp_path / "reference.png"
+    assert config.events.log == tmp_path / "events.jsonl"
+    assert config.events.snapshots == tmp_path / "snapshots"

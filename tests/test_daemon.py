@@ -17,6 +17,7 @@ from monitor.config import load_config
 from monitor.daemon import Monitor
 from monitor.events import read_events
 from monitor.exc import ReferenceImageError
+from monitor.status import FrameStatus
 from tests.scenes import HEIGHT, WIDTH, clip_config, write_clip
 
 WriteConfig = Callable[[str], Path]
@@ -184,3 +185,43 @@ def test_stop_mid_event_closes_it_and_leaves_the_pin_off(tmp_path: Path, factory
     events = read_events(tmp_path / "events.jsonl")
     assert events[-1]["type"] == "event_end" and events[-1]["reason"] == "stopped"
     assert pin_levels(factory) == [False, True, False]
+
+
+class Recorder:
+    """A listener that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+
+    def on_frame(self, status: FrameStatus) -> None:
+        self.states.append(status.state)
+
+    def on_event(self, record: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_listeners_see_the_settling_frames_as_settling(tmp_path: Path, factory: MockFactory) -> None:
+    clip = write_clip(tmp_path, frames=8, changed=[])
+    path = tmp_path / "config.yaml"
+    path.write_text(clip_config(clip).replace("settle_frames: 2", "settle_frames: 3"))
+    recorder = Recorder()
+    replay(path, factory, listeners=[recorder])
+    assert recorder.states == ["settling"] * 3 + ["unchanged"] * 5
+
+
+def test_a_monitor_closed_without_running_releases_the_pin(tmp_path: Path, factory: MockFactory) -> None:
+    clip = write_clip(tmp_path, frames=2, changed=[])
+    path = tmp_path / "config.yaml"
+    path.write_text(clip_config(clip))
+    with Monitor(load_config(path), config_path=path, realtime=False, pin_factory=factory) as monitor:
+        monitor.output.on()
+        assert factory.pin(17).state
+    assert not factory.pin(17).state
+    monitor.close()  # a second close does nothing
+    from gpiozero import DigitalOutputDevice
+
+    with DigitalOutputDevice(17, pin_factory=factory):  # the pin is free for a new owner
+        pass
