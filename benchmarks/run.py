@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_similarity.py", "bench_drift.py", "soak.py"]
+BENCHMARKS = [
+    "bench_similarity.py",
+    "bench_accuracy.py",
+    "bench_pipeline.py",
+    "bench_memory.py",
+    "bench_startup.py",
+    "bench_callgrind.py",
+    "bench_drift.py",
+    "soak.py",
+]
 
 if __name__ == "__main__":
     sys.path[:0] = [str(HERE), str(HERE.parent)]  # common.py, and the monitor package of this checkout
