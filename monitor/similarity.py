@@ -16,7 +16,7 @@ so a global brightness change (sun, clouds, auto-exposure) barely moves it.
 Everything that depends only on the reference and the mask is computed once.
 Per frame, only the mask's bounding box (plus the window radius) is filtered,
 in float32, with OpenCV's separable filters into buffers that are reused; the
-formula is arranged so that it takes three filters, twelve array operations
+formula is arranged so that it takes three filters, fifteen array operations
 and four frame-sized float buffers (see ``_similarity_map``): at 1280x720
 every float buffer is 3.7 MB, and a Pi Zero 2 W has 512 MB in all.
 """
