@@ -247,7 +247,12 @@ def _open_frames(config: Any, source: str | None) -> Any:
 
     if source is not None:
         return make_source(_replay_source(config, source).source, realtime=False, device=source)
-    return make_source(config.source, realtime=True)
+    # A configured recording (image folder, video file) is read as fast as it goes too;
+    # only a live camera is worth waiting for.
+    recording = config.source.kind == "images" or (
+        config.source.kind == "opencv" and Path(str(config.source.device)).is_file()
+    )
+    return make_source(config.source, realtime=not recording)
 
 
 def _score_frames(config: Any, comparator: Any, args: argparse.Namespace) -> list[float]:
@@ -288,7 +293,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _, _, comparator = _watching(config, args.config)
-    where = args.source if args.source is not None else f"the camera ({config.source.kind} {config.source.device})"
+    where = args.source if args.source is not None else f"{config.source.kind} {config.source.device}"
     amount = f"{args.seconds:g} s" if args.seconds is not None else f"{args.frames} frames"
     print(f"scoring {amount} from {where} with {config.detection.method}...", flush=True)
     scores = _score_frames(config, comparator, args)

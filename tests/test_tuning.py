@@ -20,9 +20,9 @@ from monitor.tuning import suggest_thresholds
 from tests.scenes import HEIGHT, WIDTH, Clip, write_clip
 
 
-def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "monitor", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "monitor", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
 
 
@@ -192,6 +192,16 @@ def test_tune_by_seconds_and_from_the_configured_source(tmp_path: Path) -> None:
     assert configured.returncode == 0, configured.stderr
     assert "12 frames: min" in configured.stdout and "0 of 12 frames (0%)" in configured.stdout
     assert not (tmp_path / "config.yaml.bak").exists() and config.read_text() == CONFIG  # no --write
+
+
+def test_tune_reads_a_configured_recording_without_pacing_it(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path, frames=40, changed=[])
+    config = tmp_path / "config.yaml"
+    # At 0.5 fps, pacing 30 frames would take a minute: a recording is read as fast as it goes.
+    config.write_text(CONFIG.replace("fps: 25", "fps: 0.5"))
+    result = run("tune", config, "--frames", "30", timeout=40)
+    assert result.returncode == 0, result.stderr
+    assert "30 frames: min" in result.stdout
 
 
 def test_tune_with_too_few_frames_is_one_error_line(tmp_path: Path) -> None:
