@@ -195,7 +195,7 @@ def test_tune_by_seconds_and_from_the_configured_source(tmp_path: Path) -> None:
 
 
 def test_tune_reads_a_configured_recording_without_pacing_it(tmp_path: Path) -> None:
-    clip = write_clip(tmp_path, frames=40, changed=[])
+    write_clip(tmp_path, frames=40, changed=[])
     config = tmp_path / "config.yaml"
     # At 0.5 fps, pacing 30 frames would take a minute: a recording is read as fast as it goes.
     config.write_text(CONFIG.replace("fps: 25", "fps: 0.5"))
