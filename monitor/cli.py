@@ -11,7 +11,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,15 +156,10 @@ def cmd_capture_reference(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     frames: list[np.ndarray] = []
     with make_source(config.source, realtime=True) as source:
-        skip = config.detection.settle_frames if config.source.kind == "picamera" else 0
-        while len(frames) < args.frames:
-            frame = source.read()
-            if frame is None:
-                break
-            if skip:
-                skip -= 1
-                continue
+        for frame in _settled_frames(source, config, camera=True):
             frames.append(frame.image)
+            if len(frames) >= args.frames:
+                break
     if not frames:
         raise MonitorError(f"{config.source.device}: delivered no frames to make a reference from")
     reference = np.median(np.stack(frames), axis=0).astype(np.uint8)
@@ -223,22 +218,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _watching(config: Any, config_path: Path) -> tuple[Any, Any, Any]:
     """The reference, the mask and a comparator set up as the daemon sets them up."""
-    from monitor.daemon import load_reference
+    from monitor.daemon import load_reference, make_comparator
     from monitor.mask import build_mask
-    from monitor.similarity import Comparator
 
     reference = load_reference(config, config_path=config_path)
     mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
-    detection = config.detection
-    comparator = Comparator(
-        reference,
-        mask=mask,
-        method=detection.method,
-        local_level=detection.local_level,
-        min_box_area=detection.min_box_area,
-        downscale=detection.downscale,
-    )
-    return reference, mask, comparator
+    return reference, mask, make_comparator(config, reference, mask)
+
+
+def _settled_frames(source: Any, config: Any, *, camera: bool) -> Iterator[Any]:
+    """The source's frames until it ends; a Pi camera's first settle_frames (mis-exposed) left out."""
+    skip = config.detection.settle_frames if camera and config.source.kind == "picamera" else 0
+    while (frame := source.read()) is not None:
+        if skip:
+            skip -= 1
+            continue
+        yield frame
 
 
 def _open_frames(config: Any, source: str | None) -> Any:
@@ -261,14 +256,7 @@ def _score_frames(config: Any, comparator: Any, args: argparse.Namespace) -> lis
     wrong_size = 0
     first_time: float | None = None
     with _open_frames(config, args.source) as source:
-        skip = config.detection.settle_frames if args.source is None and config.source.kind == "picamera" else 0
-        while True:
-            frame = source.read()
-            if frame is None:
-                break
-            if skip:
-                skip -= 1
-                continue
+        for frame in _settled_frames(source, config, camera=args.source is None):
             if frame.image.shape != comparator.shape:
                 wrong_size += 1
                 continue
@@ -378,6 +366,17 @@ def _grab_frame(config: Any, shape: tuple[int, int]) -> Any:
                 return frame.image
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monitor",
@@ -414,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     capture = sub.add_parser("capture-reference", help="save the median of N frames as the reference")
     capture.add_argument("config", type=Path)
-    capture.add_argument("--frames", type=int, default=10, help="frames to take the median of (10)")
+    capture.add_argument("--frames", type=_count, default=10, help="frames to take the median of (10)")
     capture.set_defaults(handler=cmd_capture_reference)
 
     test = sub.add_parser("test-output", help="switch the pin on and off to check the wiring")
@@ -432,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("config", type=Path)
     tune.add_argument("--source", help="score this video file, image folder or glob instead of the camera")
     amount = tune.add_mutually_exclusive_group()
-    amount.add_argument("--frames", type=int, default=300, help="frames to score (300)")
+    amount.add_argument("--frames", type=_count, default=300, help="frames to score (300)")
     amount.add_argument("--seconds", type=float, help="score this many seconds of frames instead")
     tune.add_argument("--write", action="store_true", help="put the suggestion into CONFIG (keeps a .bak copy)")
     tune.add_argument("--plot", type=Path, help="write a PNG of the score over time with both thresholds")

@@ -31,7 +31,7 @@ from monitor.similarity import Comparator
 from monitor.sources import Frame, FrameSource, make_source
 from monitor.status import EventRecord, FrameStatus, Listener, State, iso_time
 
-__all__ = ["Monitor", "RunSummary", "load_reference"]
+__all__ = ["Monitor", "RunSummary", "load_reference", "make_comparator"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +53,19 @@ def load_reference(config: Config, *, config_path: Path | str = "CONFIG") -> np.
             f"{width}x{height} (source.width x source.height); {fix}"
         )
     return reference
+
+
+def make_comparator(config: Config, reference: np.ndarray, mask: np.ndarray | None) -> Comparator:
+    """The comparator the config describes, for ``reference`` over ``mask``."""
+    detection = config.detection
+    return Comparator(
+        reference,
+        mask=mask,
+        method=detection.method,
+        local_level=detection.local_level,
+        min_box_area=detection.min_box_area,
+        downscale=detection.downscale,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +149,7 @@ class Monitor:
 
         self.reference = load_reference(config, config_path=config_path or "CONFIG")
         self.mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
-        self.comparator = self._make_comparator(config, self.reference, self.mask)
+        self.comparator = make_comparator(config, self.reference, self.mask)
         self.detector = Detector.from_config(config.detection)
         self.adapter = self._make_adapter(config, self.reference)
         self.light_switch = self._make_light_switch(config)
@@ -194,18 +207,6 @@ class Monitor:
             _close_all(started)
             raise
         return started
-
-    @staticmethod
-    def _make_comparator(config: Config, reference: np.ndarray, mask: np.ndarray | None) -> Comparator:
-        detection = config.detection
-        return Comparator(
-            reference,
-            mask=mask,
-            method=detection.method,
-            local_level=detection.local_level,
-            min_box_area=detection.min_box_area,
-            downscale=detection.downscale,
-        )
 
     @staticmethod
     def _make_adapter(config: Config, reference: np.ndarray) -> ReferenceAdapter | None:
@@ -525,7 +526,7 @@ class Monitor:
             new = load_config(self.config_path)
             reference = load_reference(new, config_path=self.config_path)
             mask = build_mask(new.mask, width=new.source.width, height=new.source.height)
-            comparator = self._make_comparator(new, reference, mask)
+            comparator = make_comparator(new, reference, mask)
         except ConfigError as exc:
             for problem in exc.problems:
                 _log.error("reload refused, keeping the running config: %s", problem)
