@@ -15,10 +15,11 @@ so a global brightness change (sun, clouds, auto-exposure) barely moves it.
 
 Everything that depends only on the reference and the mask is computed once.
 Per frame, only the mask's bounding box (plus the window radius) is filtered,
-in float32, with OpenCV's separable filters into buffers that are reused; the
-formula is arranged so that it takes three filters, fifteen array operations
-and four frame-sized float buffers (see ``_similarity_map``): at 1280x720
-every float buffer is 3.7 MB, and a Pi Zero 2 W has 512 MB in all.
+in float32, with OpenCV's linear filters working in place in buffers that are
+reused; the formula is arranged so that it takes three Gaussian filters and
+three frame-sized float buffers, besides three float arrays of the reference
+(see ``_similarity_map``): at 1280x720 each is 3.7 MB, and a Pi Zero 2 W has
+512 MB in all.
 """
 
 from __future__ import annotations
@@ -52,8 +53,25 @@ def _gaussian_kernel() -> np.ndarray:
 
 
 _KERNEL = _gaussian_kernel()
-_KERNEL_X2 = 2 * _KERNEL  # filters to 2*E[xy] in one pass
-_KERNEL_NEG = -_KERNEL  # filters to -E[y^2], so that adding my^2 needs no temporary
+# The two passes of each Gaussian filter as filter2D kernels (a row, then a column):
+# about 8 % faster here than sepFilter2D, and both work in place. Folding a factor
+# into the column pass makes the filter yield -E[y^2] and -2 E[xy] directly.
+_ROW = _KERNEL.reshape(1, -1)
+_COLUMN = _KERNEL.copy()
+_COLUMN_NEG = -_KERNEL
+_COLUMN_NEG2 = -2 * _KERNEL
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
+
+
+def _rounded_mean(image: np.ndarray) -> int:
+    return round(cv2.sumElems(image)[0] / image.size)
+
+
+def _gaussian(image: np.ndarray, *, out: np.ndarray, column: np.ndarray = _COLUMN, delta: float = 0.0) -> None:
+    """Filter ``image`` into ``out`` (which may be ``image``) with the Gaussian window, times ``column``'s factor."""
+    cv2.filter2D(image, -1, _ROW, dst=out, borderType=_BORDER)
+    cv2.filter2D(out, -1, column, dst=out, delta=delta, borderType=_BORDER)
+
 
 Box = tuple[int, int, int, int]
 
@@ -143,9 +161,9 @@ class Comparator:
         return reference
 
     @staticmethod
-    def _check_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    def _check_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
         if mask is None:
-            return np.ones(shape, bool)
+            return None
         mask = np.asarray(mask)
         if mask.shape != shape:
             raise ComparisonError(
@@ -161,7 +179,7 @@ class Comparator:
         height, width = self.shape
         n = self.downscale
         self._work_size = (max(width // n, 2 * RADIUS + 1), max(height // n, 2 * RADIUS + 1))
-        mask = self._full_mask
+        mask = self._full_mask if self._full_mask is not None else np.ones(self.shape, bool)
         if n > 1:
             mask = cv2.resize(mask.astype(np.uint8) * 255, self._work_size, interpolation=cv2.INTER_AREA) >= 128
             if not mask.any():
@@ -185,11 +203,15 @@ class Comparator:
         crop_shape = crop_mask.shape
         f32 = np.float32
         # Per-frame buffers, each reused for more than one quantity (see _similarity_map).
-        self._y = np.empty(crop_shape, f32)
-        self._my = np.empty(crop_shape, f32)
-        self._syy = np.empty(crop_shape, f32)
-        self._sxy = np.empty(crop_shape, f32)
+        self._a = np.empty(crop_shape, f32)
+        self._b = np.empty(crop_shape, f32)
+        self._c = np.empty(crop_shape, f32)
+        # Statistics of the reference, filled by set_reference.
+        self._x = np.empty(crop_shape, np.int16)  # reference - its mean: exact, half the size of float32
+        self._mx2 = np.empty(crop_shape, f32)
+        self._vx_c2 = np.empty(crop_shape, f32)
         self._low = np.empty(crop_shape, np.uint8)
+        self._last_changed: int | None = None  # changed pixels in _low, from the last compare()
         self._small = np.empty(self._work_size[::-1], np.uint8) if n > 1 else None
 
     def set_reference(self, reference: np.ndarray) -> None:
@@ -200,22 +222,22 @@ class Comparator:
                 f"new reference is {reference.shape[1]}x{reference.shape[0]}, expected {self.shape[1]}x{self.shape[0]}"
             )
         self.reference = reference
-        work = self._to_work_size(reference, out=None)
-        crop = work[self._crop]
-        # Second moments are taken of (pixel - shift), with the reference's mean
+        self._last_changed = None
+        crop = self._to_work_size(reference, out=None)[self._crop]
+        # Second moments are taken of (pixel - shift), with the image's (rounded) mean
         # as the shift: it keeps float32 sums small, so variance = E[x^2] - E[x]^2
-        # loses far fewer digits to cancellation.
-        self._shift = shift = np.float32(round(float(crop.mean())))
-        x = crop.astype(np.float32) - shift
-        mx = cv2.sepFilter2D(x, -1, _KERNEL, _KERNEL, borderType=_BORDER)
-        sxx = cv2.sepFilter2D(x * x, -1, _KERNEL, _KERNEL, borderType=_BORDER)
-        self._x = x  # reference - shift, over the crop
-        # Frame-independent parts of the SSIM formula (see _similarity_map).
-        self._mx = mx
-        self._vx_c2 = np.subtract(sxx, mx * mx, out=sxx)
-        self._vx_c2 += np.float32(C2)
-        self._lum_k = mx * np.float32(2 * shift)
-        self._lum_k += np.float32(2 * shift * shift + C1)
+        # loses far fewer digits to cancellation. Frames get their own (see _similarity_map).
+        self._shift = shift = _rounded_mean(crop)
+        np.subtract(crop, shift, out=self._x, dtype=np.int16)
+        # Written into the arrays the comparator keeps, with a per-frame buffer as scratch.
+        x, mx2, vx_c2 = self._a, self._mx2, self._vx_c2
+        np.subtract(crop, np.float32(shift), out=x, dtype=np.float32)
+        _gaussian(x, out=mx2)
+        np.multiply(x, x, out=vx_c2)
+        _gaussian(vx_c2, out=vx_c2, column=_COLUMN_NEG)  # -E[x^2]
+        cv2.accumulateSquare(mx2, vx_c2)  # mx^2 - E[x^2] = -vx
+        np.subtract(np.float32(C2), vx_c2, out=vx_c2)  # vx + C2
+        mx2 *= np.float32(2)
 
     def _to_work_size(self, image: np.ndarray, *, out: np.ndarray | None) -> np.ndarray:
         if self.downscale == 1:
@@ -239,43 +261,50 @@ class Comparator:
     def _similarity_map(self, frame: np.ndarray) -> np.ndarray:
         """Fill and return the local similarity map over the crop (the mask's box plus context).
 
-        With x, y the reference and frame less ``shift``, and mx, my, sxx, syy,
-        sxy their Gaussian-filtered means and second moments (ux = mx + shift,
-        uy = my + shift the true means):
+        With x the reference less its mean s and y the frame less its mean t
+        (rounded, over the crop), and mx, my, syy, sxy their Gaussian-filtered
+        means and second moments (ux = mx + s, uy = my + t the true means):
 
-        - contrast-structure = (2 sxy - 2 mx my + C2) / (sxx - mx^2 + C2 + syy - my^2);
-          the filter makes 2 sxy + C2 directly (kernel times 2, ``delta=C2``);
-        - luminance = (2 ux uy + C1) / (ux^2 + uy^2 + C1) = n / (n + (mx - my)^2), where
-          n = 2 ux uy + C1 = 2 mx my + 2 shift my + (2 shift mx + 2 shift^2 + C1).
+        - contrast-structure = (2 sxy - 2 mx my + C2) / (vx + C2 + syy - my^2), with
+          vx + C2 and 2 mx kept from the reference; the filters make -syy and
+          -(2 sxy + C2) directly, so that OpenCV's accumulate functions add
+          my^2 and 2 mx my in place (covariances do not depend on the shifts);
+        - luminance = (2 ux uy + C1) / (ux^2 + uy^2 + C1) = n / (n + (ux - uy)^2), where
+          n = 2 mx my + 2 s my + 2 t mx + 2 s t + C1 and ux - uy = mx - my + s - t.
 
-        The result is returned in the ``_sxy`` buffer, valid until the next call.
+        A frame shifted by its own mean keeps a flat frame far brighter than
+        the reference from losing the digits of its variance (a light switched on).
+
+        The result is returned in the ``_c`` buffer, valid until the next call.
         """
         self._check_frame(frame)
+        self._last_changed = None
         work = self._to_work_size(frame, out=self._small)
-        y, my, syy, sxy = self._y, self._my, self._syy, self._sxy
-        np.subtract(work[self._crop], self._shift, out=y, dtype=np.float32)
-        cv2.sepFilter2D(y, -1, _KERNEL, _KERNEL, dst=my, borderType=_BORDER)
-        np.multiply(y, y, out=sxy)
-        cv2.sepFilter2D(sxy, -1, _KERNEL_NEG, _KERNEL, dst=syy, borderType=_BORDER)  # -syy
-        np.multiply(y, self._x, out=y)
-        cv2.sepFilter2D(y, -1, _KERNEL_X2, _KERNEL, dst=sxy, delta=C2, borderType=_BORDER)  # 2 sxy + C2
-
-        two_mx_my = y
-        cv2.multiply(self._mx, my, dst=two_mx_my, scale=2.0)
-        sxy -= two_mx_my  # contrast-structure numerator
-        cv2.accumulateSquare(my, syy)
-        np.subtract(self._vx_c2, syy, out=syy)  # contrast-structure denominator
-        if self.method == "ssim":
-            lum = two_mx_my
-            lum += self._lum_k
-            cv2.scaleAdd(my, 2.0 * float(self._shift), lum, dst=lum)  # luminance numerator
-            np.subtract(self._mx, my, out=my)
-            my *= my
-            my += lum  # luminance denominator
-            sxy *= lum
-            syy *= my
-        sxy /= syy
-        return sxy
+        a, b, c, mx2 = self._a, self._b, self._c, self._mx2
+        crop = work[self._crop]
+        s, t = float(self._shift), _rounded_mean(crop)
+        np.subtract(crop, np.float32(t), out=a, dtype=np.float32)  # y
+        np.multiply(a, a, out=b)
+        _gaussian(b, out=b, column=_COLUMN_NEG)  # -syy
+        cv2.multiply(a, self._x, dst=c, dtype=cv2.CV_32F)  # integers below 2^24: exact in float32
+        _gaussian(c, out=c, column=_COLUMN_NEG2, delta=-C2)  # -(2 sxy + C2)
+        _gaussian(a, out=a)  # my
+        cv2.accumulateProduct(mx2, a, c)  # minus the contrast-structure numerator
+        cv2.accumulateSquare(a, b)
+        np.subtract(self._vx_c2, b, out=b)  # contrast-structure denominator
+        if self.method == "ssim-structure":
+            cv2.divide(c, b, dst=c, scale=-1.0)
+            return c
+        cv2.divide(c, b, dst=c)  # minus contrast-structure
+        cv2.multiply(mx2, a, dst=b)
+        cv2.scaleAdd(a, 2.0 * s, b, dst=b)
+        cv2.addWeighted(b, 1.0, mx2, t, 2.0 * s * t + C1, dst=b)  # n
+        c *= b
+        cv2.addWeighted(mx2, 1.0, a, -2.0, 2.0 * (s - t), dst=a)  # 2 (ux - uy)
+        a *= a
+        cv2.scaleAdd(b, 4.0, a, dst=a)  # 4 (n + (ux - uy)^2)
+        cv2.divide(c, a, dst=c, scale=-4.0)
+        return c
 
     def score(self, frame: np.ndarray) -> float:
         """Return the masked mean similarity of ``frame`` (2-D uint8, the reference's size)."""
@@ -286,11 +315,14 @@ class Comparator:
         if self._weights is None:
             return float(cv2.mean(smap)[0])
         # Weights of 0 and 1 and a double-precision sum: 3x faster than cv2.mean with a mask.
-        weighted = np.multiply(smap, self._weights, out=self._my)  # _my is free once the map is made
+        weighted = np.multiply(smap, self._weights, out=self._a)  # _a is free once the map is made
         return float(cv2.sumElems(weighted)[0]) / self._watched
 
     def compare(self, frame: np.ndarray, *, boxes: bool = True) -> Comparison:
-        """Score ``frame`` and find the changed share and, unless ``boxes=False``, their boxes."""
+        """Score ``frame`` and find the changed share and, unless ``boxes=False``, their boxes.
+
+        With ``boxes=False``, :meth:`boxes_of_last` can still find them afterwards.
+        """
         smap = self._similarity_map(frame)
         score = self._masked_mean(smap)
         low = self._low
@@ -298,13 +330,30 @@ class Comparator:
         if self._mask_u8 is not None:
             cv2.bitwise_and(low, self._mask_u8, dst=low)
         changed = cv2.countNonZero(low)
-        found = self._boxes(low) if boxes and changed else []
+        self._last_changed = changed
+        found = self._boxes() if boxes and changed else []
         return Comparison(score=score, changed_fraction=changed / self._watched, boxes=found)
 
-    def _boxes(self, low: np.ndarray) -> list[Box]:
-        # Close small gaps so one object gives one box, not a scatter of pieces.
-        closed = cv2.morphologyEx(low, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5)))
-        count, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    def boxes_of_last(self) -> list[Box]:
+        """The boxes of the frame of the last :meth:`compare`, without comparing it again.
+
+        For a caller that compares every frame with ``boxes=False`` and wants
+        boxes only for some. ComparisonError if another frame or reference was
+        handed over since that compare.
+        """
+        if self._last_changed is None:
+            raise ComparisonError("boxes_of_last() needs a compare() of the frame first")
+        return self._boxes() if self._last_changed else []
+
+    def _boxes(self) -> list[Box]:
+        low = self._low
+        # Close small gaps so one object gives one box, not a scatter of pieces (closing
+        # twice changes nothing, so boxes_of_last may be called again).
+        cv2.morphologyEx(low, cv2.MORPH_CLOSE, _CLOSE, dst=low)
+        # The labels go into a float buffer that the map no longer needs (4 bytes a pixel
+        # too): at 1280x720, 3.7 MB less to allocate at the moment an event starts.
+        labels = self._a.view(np.int32)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(low, labels=labels, connectivity=8)
         n = self.downscale
         x0, y0 = self._origin
         found = []
@@ -323,5 +372,6 @@ class Comparator:
         full[y0 : y0 + smap.shape[0], x0 : x0 + smap.shape[1]] = smap
         if self.downscale > 1:
             full = cv2.resize(full, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_NEAREST)
-        full[~self._full_mask] = np.nan
+        if self._full_mask is not None:
+            full[~self._full_mask] = np.nan
         return full

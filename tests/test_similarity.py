@@ -171,6 +171,35 @@ def test_compare_of_identical_images_finds_nothing(photo: np.ndarray) -> None:
     assert result.boxes == []
 
 
+def test_boxes_of_last_are_the_boxes_compare_would_find(photo: np.ndarray) -> None:
+    frame = pasted(photo, 200, 150)
+    comparator = Comparator(photo)
+    expected = Comparator(photo).compare(frame).boxes
+    assert comparator.compare(frame, boxes=False).boxes == []
+    assert comparator.boxes_of_last() == expected
+    assert comparator.boxes_of_last() == expected  # asking again finds the same
+    assert comparator.compare(photo, boxes=False).changed_fraction == 0.0
+    assert comparator.boxes_of_last() == []
+
+
+def test_boxes_of_last_refuses_after_another_frame(photo: np.ndarray) -> None:
+    comparator = Comparator(photo)
+    with pytest.raises(ComparisonError, match="compare"):
+        comparator.boxes_of_last()
+    comparator.compare(pasted(photo, 200, 150), boxes=False)
+    comparator.score(photo)
+    with pytest.raises(ComparisonError, match="compare"):
+        comparator.boxes_of_last()
+
+
+@pytest.mark.parametrize(("before", "after"), [(70, 255), (250, 3), (128, 128)])
+def test_flat_frame_far_from_a_flat_reference_matches_skimage(before: int, after: int) -> None:
+    # A light switched on over a blank wall: the frame's variance must not drown in float32 rounding.
+    reference, frame = np.full((40, 56), before, np.uint8), np.full((40, 56), after, np.uint8)
+    assert Comparator(reference).score(frame) == pytest.approx(skimage_map(reference, frame).mean(), abs=1e-6)
+    assert Comparator(frame).score(reference) == pytest.approx(skimage_map(frame, reference).mean(), abs=1e-6)
+
+
 def test_boxes_are_in_frame_pixels_with_a_mask(photo: np.ndarray) -> None:
     mask = np.zeros(photo.shape, bool)
     mask[300:, 300:] = True
