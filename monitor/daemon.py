@@ -297,7 +297,7 @@ class Monitor:
         outcome = self.detector.update(comparison.score, frame=frame.index, now=frame.time)
         boxes: list[tuple[int, int, int, int]] = []
         if isinstance(outcome, EventStart):
-            boxes = self.comparator.compare(frame.image).boxes
+            boxes = self.comparator.boxes_of_last()  # of this frame: no second comparison
             self._event_started(frame, outcome, comparison.changed_fraction, boxes)
         elif isinstance(outcome, EventEnd):
             self._event_ended(outcome, comparison.score, comparison.changed_fraction)
