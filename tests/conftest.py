@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -17,6 +19,18 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (it lives beside the project checkout, not in it)")
     return path
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """gpiozero's own mock pins, fresh for each test (reservations are kept at class level)."""
+    factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        factory.close()
+        Device.pin_factory = None
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from monitor.adapt import LightSwitch, ReferenceAdapter
@@ -21,15 +19,6 @@ from monitor.similarity import Comparator
 from tests.scenes import HEIGHT, WIDTH, background, object_patch
 
 CUP = (slice(60, 100), slice(90, 140))  # where tests.scenes puts the cup
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    factory.close()
-    Device.pin_factory = None
 
 
 def noisy(image: np.ndarray, rng: np.random.Generator, *, gain: float = 1.0, offset: float = 0.0) -> np.ndarray:

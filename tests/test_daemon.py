@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from monitor.config import load_config
@@ -21,15 +20,6 @@ from monitor.status import FrameStatus
 from tests.scenes import HEIGHT, WIDTH, clip_config, write_clip
 
 WriteConfig = Callable[[str], Path]
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    factory.close()
-    Device.pin_factory = None
 
 
 def pin_levels(factory: MockFactory, number: int = 17) -> list[bool]:

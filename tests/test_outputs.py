@@ -18,16 +18,6 @@ LOW, HIGH = False, True
 
 
 @pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    """A fresh MockFactory, reset afterwards (it keeps pin reservations at class level)."""
-    factory = MockFactory()
-    try:
-        yield factory
-    finally:
-        factory.reset()
-
-
-@pytest.fixture
 def no_default_factory() -> Iterator[None]:
     """Let gpiozero choose its default factory, then put the previous one back."""
     saved = Device.pin_factory

@@ -31,6 +31,17 @@ def monitor(*args: str | Path, cwd: Path | None = None, timeout: float = 120) ->
     )
 
 
+def start_run(config: Path) -> subprocess.Popen[str]:
+    """`monitor run CONFIG` in the background, with mock pins."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
 def wait_for(predicate: object, *, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,13 +65,7 @@ def test_run_reloads_on_sighup_and_ends_cleanly_on_sigterm(tmp_path: Path) -> No
         )
     )
     log = tmp_path / "events.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    process = start_run(config)
     try:
         time.sleep(2.0)  # frames flow; at threshold 0.3 nothing is below
         assert process.poll() is None
@@ -88,13 +93,7 @@ def test_run_keeps_the_old_config_when_the_new_one_is_invalid(tmp_path: Path) ->
     clip = write_clip(tmp_path, frames=50, changed=[range(0, 50)])
     config = tmp_path / "config.yaml"
     config.write_text(clip_config(clip, loop=True, fps=50))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    process = start_run(config)
     try:
         wait_for(lambda: any(e["type"] == "event_start" for e in events_of(tmp_path / "events.jsonl")))
         config.write_text(clip_config(clip, loop=True, fps=50).replace("threshold: 0.85", "threshold: 1.85"))
