@@ -21,7 +21,7 @@ import numpy as np
 from monitor.adapt import LightSwitch, ReferenceAdapter
 from monitor.config import Config, HooksConfig, load_config
 from monitor.detector import Detector, EventEnd, EventStart
-from monitor.drawing import annotate, side_by_side
+from monitor.drawing import annotate, panels
 from monitor.events import EventLog, SnapshotStore
 from monitor.exc import ConfigError, MonitorError, OutputError, ReferenceImageError, SourceError
 from monitor.images import ImageFileError, read_gray, write_image_atomic
@@ -337,7 +337,9 @@ class Monitor:
     ) -> None:
         self.output.event_started()
         self.events += 1
-        snapshot = self.snapshots.save(self._snapshot_picture(frame, boxes), when=frame.time, frame=frame.index)
+        snapshot = None
+        if self.snapshots.enabled:  # with events.snapshots null there is no picture to compose
+            snapshot = self.snapshots.save(self._snapshot_picture(frame, boxes), when=frame.time, frame=frame.index)
         record = EventRecord(
             type="event_start",
             time=start.time,
@@ -369,12 +371,11 @@ class Monitor:
 
     def _snapshot_picture(self, frame: Frame, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         label = f"{iso_time(frame.time)[:19]}  frame {frame.index}"
-        return side_by_side(
-            [
-                annotate(frame.image, mask=self.mask, boxes=boxes, label=label),
-                annotate(self.reference, mask=self.mask, label="reference"),
-            ]
-        )
+        # Drawn straight onto the canvas: the picture is made when memory is at its highest.
+        canvas, (left, right) = panels([frame.image.shape, self.reference.shape])
+        annotate(frame.image, mask=self.mask, boxes=boxes, label=label, out=left)
+        annotate(self.reference, mask=self.mask, label="reference", out=right)
+        return canvas
 
     def _record(self, record: EventRecord) -> None:
         self.event_log.write(record)

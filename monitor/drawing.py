@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["annotate", "put_label", "side_by_side"]
+__all__ = ["annotate", "panels", "put_label", "side_by_side"]
 
 WATCHED = (0, 200, 255)  # amber outline of the watched area (BGR)
 CHANGED = (0, 0, 255)  # red boxes around changed regions
@@ -19,9 +19,14 @@ def annotate(
     mask: np.ndarray | None = None,
     boxes: Sequence[Sequence[int]] = (),
     label: str | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Return a BGR copy of ``gray`` with the mask's outline, the boxes and a label drawn on."""
-    image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    """Return a BGR copy of ``gray`` with the mask's outline, the boxes and a label drawn on.
+
+    ``out``: a BGR array of ``gray``'s size to draw into instead of a new one,
+    such as a place on a canvas from :func:`panels`.
+    """
+    image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR, dst=out)
     thickness = max(1, round(max(gray.shape) / 400))
     if mask is not None:
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -44,12 +49,28 @@ def put_label(image: np.ndarray, text: str, *, origin: tuple[int, int] = (6, 6))
 
 def side_by_side(images: Sequence[np.ndarray], *, gap: int = 4) -> np.ndarray:
     """Place BGR or gray images of equal height left to right on one canvas."""
-    bgr = [cv2.cvtColor(i, cv2.COLOR_GRAY2BGR) if i.ndim == 2 else i for i in images]
-    height = max(i.shape[0] for i in bgr)
-    width = sum(i.shape[1] for i in bgr) + gap * (len(bgr) - 1)
-    canvas = np.full((height, width, 3), 40, np.uint8)
-    x = 0
-    for image in bgr:
-        canvas[: image.shape[0], x : x + image.shape[1]] = image
-        x += image.shape[1] + gap
+    canvas, places = panels([image.shape[:2] for image in images], gap=gap)
+    for image, place in zip(images, places, strict=True):
+        if image.ndim == 2:
+            cv2.cvtColor(image, cv2.COLOR_GRAY2BGR, dst=place)
+        else:
+            place[...] = image
     return canvas
+
+
+def panels(sizes: Sequence[tuple[int, int]], *, gap: int = 4) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A dark BGR canvas for pictures of these ``(height, width)`` left to right, and a view of each place.
+
+    Drawing straight into the places (``annotate(..., out=place)``) composes
+    a picture without a full-size copy of each part: at 1280x720 each would
+    be 2.8 MB.
+    """
+    height = max(size[0] for size in sizes)
+    width = sum(size[1] for size in sizes) + gap * (len(sizes) - 1)
+    canvas = np.full((height, width, 3), 40, np.uint8)
+    places = []
+    x = 0
+    for size_h, size_w in sizes:
+        places.append(canvas[:size_h, x : x + size_w])
+        x += size_w + gap
+    return canvas, places
