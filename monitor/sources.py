@@ -8,7 +8,9 @@ inside the class that needs them, so this module imports on any machine.
 Pacing: with ``realtime=True`` (``monitor run``) recordings (video files, image
 folders) are delivered at ``config.fps``, and live sources as frames come but
 at most ``config.fps``; with ``realtime=False`` (``monitor replay``) everything
-is delivered as fast as it can be decoded.
+is delivered as fast as it can be decoded, and recordings are decoded a few
+frames ahead in a thread, so that decoding the next frame overlaps with
+comparing this one on another core.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import abc
 import glob
 import logging
 import math
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -128,15 +133,64 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+class _ReadAhead:
+    """Calls ``next_frame`` in a thread of its own, up to ``depth`` results ahead of :meth:`get`.
+
+    The recording's end (None) and an exception are handed over in order, like
+    frames; after them the thread stops and :meth:`get` repeats them.
+    """
+
+    def __init__(self, next_frame: Callable[[], tuple[np.ndarray, float] | None], *, depth: int, name: str) -> None:
+        self._queue: queue.Queue[tuple[np.ndarray, float] | Exception | None] = queue.Queue(maxsize=depth)
+        self._done = False  # the end or an exception was handed over; get() repeats it
+        self._last: tuple[np.ndarray, float] | Exception | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(next_frame,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, next_frame: Callable[[], tuple[np.ndarray, float] | None]) -> None:
+        while not self._stopping.is_set():
+            item: tuple[np.ndarray, float] | Exception | None
+            try:
+                item = next_frame()
+            except Exception as exc:  # handed to the reader, who raises it
+                item = exc
+            while not self._stopping.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item is None or isinstance(item, Exception):
+                return
+
+    def get(self) -> tuple[np.ndarray, float] | None:
+        """The next result of ``next_frame``: a frame, None at the end, or its exception raised."""
+        item = self._last if self._done else self._queue.get()
+        if item is None or isinstance(item, Exception):
+            self._done, self._last = True, item
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """End the thread (after the frame it may be decoding) and drop what it read ahead."""
+        self._stopping.set()
+        self._thread.join()
+
+
 class FrameSource(abc.ABC):
     """A camera, stream or recording delivering grayscale frames; a context manager.
 
     ``device`` overrides ``config.device`` (``monitor replay --source PATH``).
     ``skipped`` counts frames or files that could not be decoded and were left out.
     A source may be opened again after ``close()``; ``Frame.index`` keeps counting.
+    A recording read with ``realtime=False`` is decoded up to ``READ_AHEAD``
+    frames ahead in a thread of its own (``_is_recording`` says which sources are).
     """
 
     kind: ClassVar[str]
+    READ_AHEAD: ClassVar[int] = 1
 
     def __init__(self, config: SourceConfig, *, realtime: bool = True, device: int | str | None = None) -> None:
         self.config = config
@@ -145,6 +199,7 @@ class FrameSource(abc.ABC):
         self.skipped = 0
         self._delivered = 0
         self._open = False
+        self._ahead: _ReadAhead | None = None
 
     @property
     def name(self) -> str:
@@ -167,6 +222,8 @@ class FrameSource(abc.ABC):
         except BaseException:
             self._stop()
             raise
+        if self.READ_AHEAD > 0 and not self.realtime and self._is_recording():
+            self._ahead = _ReadAhead(self._next, depth=self.READ_AHEAD, name=f"read-ahead {self.name}")
         self._open = True
         _log.info("%s: open", self.name)
 
@@ -178,7 +235,7 @@ class FrameSource(abc.ABC):
         """
         if not self._open:
             raise SourceError(f"{self.name}: read() on a source that is not open")
-        got = self._next()
+        got = self._next() if self._ahead is None else self._ahead.get()
         if got is None:
             return None
         image, stamp = got
@@ -191,6 +248,9 @@ class FrameSource(abc.ABC):
         if not self._open:
             return
         self._open = False
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.stop()  # before _stop: the thread may be inside _next
         self._stop()
         _log.info("%s: closed", self.name)
 
@@ -206,6 +266,10 @@ class FrameSource(abc.ABC):
     def __repr__(self) -> str:
         state = "open" if self._open else "closed"
         return f"<{type(self).__name__} {self.name!r} {state}>"
+
+    def _is_recording(self) -> bool:
+        """True for a recording (a file or folder), which may be decoded ahead; False for a live source."""
+        return False
 
     @abc.abstractmethod
     def _start(self) -> None:
@@ -390,6 +454,9 @@ class OpenCVSource(FrameSource):
             return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         return cv2.VideoCapture(target)
 
+    def _is_recording(self) -> bool:
+        return not self._live
+
     def _what_failed(self) -> str:
         if self._index is not None:
             return "(is it connected, and not in use by another program?)"
@@ -539,6 +606,9 @@ class ImageFolderSource(FrameSource):
         self._opened_at = time.time()
         self._pacer.reset()
         _log.info("%s: %d images", self.name, len(self._paths))
+
+    def _is_recording(self) -> bool:
+        return True
 
     @staticmethod
     def _find(pattern: str) -> list[Path]:

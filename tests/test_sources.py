@@ -333,6 +333,44 @@ def test_folder_loop_and_replay_times(folder: Path) -> None:
     assert np.diff([f.time for f in got]) == pytest.approx([0.25] * 6, abs=1e-6)
 
 
+def reading_ahead(source: FrameSource) -> bool:
+    return any(thread.name == f"read-ahead {source.name}" for thread in threading.enumerate())
+
+
+def test_replay_decodes_ahead_and_delivers_the_same_frames(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def replay(ahead: int) -> list[tuple[int, float, bytes]]:
+        monkeypatch.setattr(FrameSource, "READ_AHEAD", ahead)
+        with ImageFolderSource(images_config(str(folder), loop=True, fps=4), realtime=False) as source:
+            assert reading_ahead(source) == (ahead > 0)
+            frames = [source.read() for _ in range(7)]
+        return [(f.index, f.time - frames[0].time, f.image.tobytes()) for f in frames if f is not None]
+
+    assert replay(2) == replay(0)
+    assert len(replay(1)) == 7
+
+
+def test_reading_ahead_ends_with_close_and_starts_again_with_open(folder: Path) -> None:
+    source = ImageFolderSource(images_config(str(folder), loop=True), realtime=False)
+    source.open()
+    assert source.read() is not None
+    source.close()  # while the thread is blocked on a full queue
+    assert not reading_ahead(source)
+    with source:
+        frame = source.read()
+        assert reading_ahead(source)
+    assert frame is not None and frame.index == 1
+    assert not reading_ahead(source)
+
+
+def test_realtime_and_live_sources_do_not_read_ahead(folder: Path, picamera2: Any) -> None:
+    with ImageFolderSource(images_config(str(folder), fps=50), realtime=True) as source:
+        assert source.read() is not None
+        assert not reading_ahead(source)
+    with PiCameraSource(camera_config(), realtime=False) as camera:
+        assert camera.read() is not None
+        assert not reading_ahead(camera)
+
+
 def test_realtime_folder_is_not_delivered_faster_than_fps(folder: Path) -> None:
     with ImageFolderSource(images_config(str(folder), loop=True, fps=50), realtime=True) as source:
         start = time.monotonic()
