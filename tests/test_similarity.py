@@ -192,6 +192,25 @@ def test_boxes_of_last_refuses_after_another_frame(photo: np.ndarray) -> None:
         comparator.boxes_of_last()
 
 
+@pytest.mark.parametrize("mask_name", ["whole frame", "ring with a hole", "bottom-right corner"])
+def test_large_frames_filtered_in_strips_give_the_same_map(
+    photo: np.ndarray, mask_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mask = masks_for(photo.shape)[mask_name]
+    frame = pasted(noisy(photo, 5), 200, 150)
+    whole = Comparator(photo, mask=mask)
+    monkeypatch.setattr(Comparator, "STRIP_PIXELS", 512 * 37)  # strips of 37 rows or so, 5 of context
+    strips = Comparator(photo, mask=mask)
+    np.testing.assert_array_equal(strips.similarity_map(frame), whole.similarity_map(frame))
+    assert strips.score(frame) == pytest.approx(whole.score(frame), abs=1e-12)
+    expected = whole.compare(frame)
+    result = strips.compare(frame)
+    assert result.score == pytest.approx(expected.score, abs=1e-12)
+    assert (result.changed_fraction, result.boxes) == (expected.changed_fraction, expected.boxes)
+    strips.set_reference(frame)
+    assert strips.score(frame) == pytest.approx(1.0, abs=1e-5)
+
+
 @pytest.mark.parametrize(("before", "after"), [(70, 255), (250, 3), (128, 128)])
 def test_flat_frame_far_from_a_flat_reference_matches_skimage(before: int, after: int) -> None:
     # A light switched on over a blank wall: the frame's variance must not drown in float32 rounding.
