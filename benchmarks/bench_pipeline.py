@@ -13,9 +13,10 @@ the reference, over the whole frame. Nothing else (no CSV, no detector).
 
 Beside them, to show where our time goes: the source alone (decode and gray)
 and the comparator alone on frames already in memory. Every contender runs
-ROUNDS times, alternating, and the median is reported; then all again with
-OpenCV (and FFmpeg's decoder) limited to one thread, since the Pi Zero 2 W's
-cores are weak and scikit-image uses one anyway.
+ROUNDS times, alternating, and the median is reported; then all again on one
+core: OpenCV and FFmpeg's decoder limited to one thread and no read-ahead
+thread in the source (FrameSource.READ_AHEAD = 0), since scikit-image uses one
+core anyway.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from common import (
 from monitor.config import load_config
 from monitor.daemon import Monitor
 from monitor.similarity import Comparator
-from monitor.sources import make_source
+from monitor.sources import FrameSource, make_source
 
 ROUNDS = 3
 BASELINE_FRAMES = {"highway": 300, "clip": 40}  # the baseline is slow: a prefix of the recording is enough
@@ -53,13 +54,16 @@ BASELINE_FRAMES = {"highway": 300, "clip": 40}  # the baseline is slow: a prefix
 
 @contextmanager
 def single_threaded() -> Iterator[None]:
-    """OpenCV's pool and FFmpeg's decoder threads (read at each open) limited to one."""
+    """OpenCV's pool and FFmpeg's decoder threads (read at each open) limited to one, no read-ahead."""
     before = os.environ.get("OPENCV_FFMPEG_THREADS")
+    read_ahead = FrameSource.READ_AHEAD
     os.environ["OPENCV_FFMPEG_THREADS"] = "1"
+    FrameSource.READ_AHEAD = 0
     try:
         with cv2_threads(1):
             yield
     finally:
+        FrameSource.READ_AHEAD = read_ahead
         if before is None:
             del os.environ["OPENCV_FFMPEG_THREADS"]
         else:
@@ -213,7 +217,7 @@ def main() -> list[dict[str, object]]:
         for title, runs in suites:
             rows += measure(title, runs, f"OpenCV default ({cv2.getNumThreads()} threads)")
             with single_threaded():
-                rows += measure(title, runs, "OpenCV and FFmpeg 1 thread")
+                rows += measure(title, runs, "one core: OpenCV and FFmpeg 1 thread, no read-ahead")
     return rows
 
 
