@@ -137,36 +137,43 @@ class _ReadAhead:
     """Calls ``next_frame`` in a thread of its own, up to ``depth`` results ahead of :meth:`get`.
 
     The recording's end (None) and an exception are handed over in order, like
-    frames; after them the thread stops and :meth:`get` repeats them.
+    frames; after them the thread stops and :meth:`get` repeats them. The
+    hand-over is two SimpleQueues (results, and free slots as tokens): C-level
+    queues, a third of the GIL time of queue.Queue's Python conditions.
     """
 
     def __init__(self, next_frame: Callable[[], tuple[np.ndarray, float] | None], *, depth: int, name: str) -> None:
-        self._queue: queue.Queue[tuple[np.ndarray, float] | Exception | None] = queue.Queue(maxsize=depth)
+        self._results: queue.SimpleQueue[tuple[np.ndarray, float] | Exception | None] = queue.SimpleQueue()
+        self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(depth):
+            self._slots.put(None)
+        self._stopping = False
         self._done = False  # the end or an exception was handed over; get() repeats it
         self._last: tuple[np.ndarray, float] | Exception | None = None
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(next_frame,), name=name, daemon=True)
         self._thread.start()
 
     def _run(self, next_frame: Callable[[], tuple[np.ndarray, float] | None]) -> None:
-        while not self._stopping.is_set():
+        while True:
+            self._slots.get()  # wait for room
+            if self._stopping:
+                return
             item: tuple[np.ndarray, float] | Exception | None
             try:
                 item = next_frame()
             except Exception as exc:  # handed to the reader, who raises it
                 item = exc
-            while not self._stopping.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self._results.put(item)
             if item is None or isinstance(item, Exception):
                 return
 
     def get(self) -> tuple[np.ndarray, float] | None:
         """The next result of ``next_frame``: a frame, None at the end, or its exception raised."""
-        item = self._last if self._done else self._queue.get()
+        if self._done:
+            item = self._last
+        else:
+            item = self._results.get()
+            self._slots.put(None)
         if item is None or isinstance(item, Exception):
             self._done, self._last = True, item
         if isinstance(item, Exception):
@@ -175,7 +182,8 @@ class _ReadAhead:
 
     def stop(self) -> None:
         """End the thread (after the frame it may be decoding) and drop what it read ahead."""
-        self._stopping.set()
+        self._stopping = True
+        self._slots.put(None)  # wakes it if it waits for room
         self._thread.join()
 
 
@@ -190,7 +198,7 @@ class FrameSource(abc.ABC):
     """
 
     kind: ClassVar[str]
-    READ_AHEAD: ClassVar[int] = 1
+    READ_AHEAD: ClassVar[int] = 2
 
     def __init__(self, config: SourceConfig, *, realtime: bool = True, device: int | str | None = None) -> None:
         self.config = config
