@@ -17,9 +17,10 @@ Everything that depends only on the reference and the mask is computed once.
 Per frame, only the mask's bounding box (plus the window radius) is filtered,
 in float32, with OpenCV's linear filters working in place in buffers that are
 reused; the formula is arranged so that it takes three Gaussian filters and
-three frame-sized float buffers, besides three float arrays of the reference
-(see ``_similarity_map``): at 1280x720 each is 3.7 MB, and a Pi Zero 2 W has
-512 MB in all.
+three float buffers, besides two float32 arrays and one int16 array of the
+reference (see ``_strip_map``): at 1280x720 a float32 frame is 3.7 MB, and a
+Pi Zero 2 W has 512 MB in all. Above ``Comparator.STRIP_PIXELS`` the buffers
+hold a strip of rows rather than the whole box.
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ class Comparator:
         crop = self._to_work_size(reference, out=None)[self._crop]
         # Second moments are taken of (pixel - shift), with the image's (rounded) mean
         # as the shift: it keeps float32 sums small, so variance = E[x^2] - E[x]^2
-        # loses far fewer digits to cancellation. Frames get their own (see _similarity_map).
+        # loses far fewer digits to cancellation. Frames get their own (see _strip_map).
         self._shift = shift = _rounded_mean(crop)
         np.subtract(crop, shift, out=self._x, dtype=np.int16)
         # Strip by strip in the per-frame buffers, into the arrays the comparator keeps.
