@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from monitor.adapt import LightSwitch, ReferenceAdapter
+from monitor.closing import Closing
 from monitor.config import Config, HooksConfig, load_config
 from monitor.detector import Detector, EventEnd, EventStart
 from monitor.drawing import annotate, panels
@@ -104,7 +105,7 @@ class _RateLimitedWarning:
             self._suppressed += 1
 
 
-class Monitor:
+class Monitor(Closing):
     """Watch one source against one reference and act on changes.
 
     ``realtime``: pace files at ``source.fps`` (``run``) or read them as fast
@@ -601,12 +602,6 @@ class Monitor:
         if not self._closed:
             self._closed = True
             _close_all([self.output, self.source, self.event_log, *self.listeners])
-
-    def __enter__(self) -> Monitor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _shutdown(self) -> None:
         if self._on_stopping is not None:

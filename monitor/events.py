@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
+from monitor.closing import Closing
 from monitor.images import make_folder, write_image_atomic
 from monitor.status import EventRecord
 
@@ -67,7 +67,7 @@ def _describe(record: EventRecord) -> str:
     return f"{text}: {', '.join(details)}" if details else text
 
 
-class EventLog:
+class EventLog(Closing):
     """Append-only JSON-lines event log with size-based rotation.
 
     Each record is one line (``EventRecord.to_json()``), written with a single
@@ -131,14 +131,6 @@ class EventLog:
         with self._lock:
             self._closed = True
             self._close_fd()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _append(self, line: bytes) -> None:
         if self._fd is None:
@@ -228,7 +220,7 @@ def snapshot_name(*, when: float, frame: int, kind: str) -> str:
     return f"{stamp:%Y%m%d-%H%M%S}.{stamp.microsecond // 1000:03d}Z-f{frame:06d}-{safe_kind}.jpg"
 
 
-class SnapshotStore:
+class SnapshotStore(Closing):
     """A folder of JPEG snapshots, pruned to at most ``keep`` files and ``max_bytes`` in total.
 
     ``folder`` None disables it. Only files named like :func:`snapshot_name`
@@ -299,11 +291,3 @@ class SnapshotStore:
 
     def close(self) -> None:
         """Nothing to release; here so the store fits the daemon's close-everything path."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

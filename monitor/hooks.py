@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
+from monitor.closing import Closing
 from monitor.config import HooksConfig
 from monitor.status import EventRecord, FrameStatus
 
@@ -71,7 +71,7 @@ class _Hook:
         return f"{self.event} hook `{shlex.join(self.command)}`"
 
 
-class HookRunner:
+class HookRunner(Closing):
     """A :class:`~monitor.status.Listener` that runs ``hooks.on_*`` commands on events.
 
     :meth:`on_event` only queues; a single worker thread runs the hooks in
@@ -139,14 +139,6 @@ class HookRunner:
         worker.join(_REAP_SECONDS + 1.0)
         if skipped:
             _log.warning("stopping: %d queued hook(s) were not run", skipped)
-
-    def __enter__(self) -> HookRunner:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _drain(self) -> int:
         count = 0

@@ -21,10 +21,10 @@ import socket
 import threading
 from collections import deque
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from monitor import __version__
+from monitor.closing import Closing
 from monitor.config import MqttConfig
 from monitor.exc import ConfigError
 from monitor.status import EventRecord, FrameStatus
@@ -89,7 +89,7 @@ def discovery_messages(
     ]
 
 
-class MqttPublisher:
+class MqttPublisher(Closing):
     """A :class:`~monitor.status.Listener` that publishes to MQTT; call :meth:`start` to connect.
 
     Every method returns at once: the network is paho's thread's business.
@@ -206,14 +206,6 @@ class MqttPublisher:
         # paho 2.2's network thread can run one more loop after disconnect() dropped the
         # socket and logs "Client is not connected" as an ERROR: harmless during close().
         return not (self._closed and record.getMessage().startswith("Client is not connected"))
-
-    def __enter__(self) -> MqttPublisher:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # paho's network thread calls these.
 

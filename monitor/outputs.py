@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from monitor.closing import Closing
 from monitor.config import GpioConfig
 from monitor.exc import OutputError
 
@@ -62,7 +62,7 @@ def _open_device(config: GpioConfig, pin_factory: Factory | None) -> Any:
         ) from None
 
 
-class PinOutput:
+class PinOutput(Closing):
     """One GPIO pin driven by the event logic; always left inactive when closed.
 
     ``config.pin`` must not be None (use :func:`make_output`). A later
@@ -193,19 +193,11 @@ class PinOutput:
         finally:
             device.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"PinOutput(pin={self._config.pin!r}, mode={self._config.mode!r}, active={self.is_active})"
 
 
-class NullOutput:
+class NullOutput(Closing):
     """The output when ``gpio.pin`` is null: every call does nothing."""
 
     def __init__(self, config: GpioConfig | None = None) -> None:
@@ -247,14 +239,6 @@ class NullOutput:
 
     def close(self) -> None:
         """Do nothing."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return "NullOutput()"

@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
+from monitor.closing import Closing
 from monitor.config import SourceConfig
 from monitor.exc import ConfigError, SourceError
 from monitor.images import ImageFileError, read_gray
@@ -187,7 +187,7 @@ class _ReadAhead:
         self._thread.join()
 
 
-class FrameSource(abc.ABC):
+class FrameSource(Closing, abc.ABC):
     """A camera, stream or recording delivering grayscale frames; a context manager.
 
     ``device`` overrides ``config.device`` (``monitor replay --source PATH``).
@@ -265,11 +265,6 @@ class FrameSource(abc.ABC):
     def __enter__(self) -> Self:
         self.open()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "open" if self._open else "closed"

@@ -19,8 +19,8 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from types import TracebackType
 
+from monitor.closing import Closing
 from monitor.status import EventRecord, FrameStatus
 
 __all__ = ["Notifier"]
@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 _VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-class Notifier:
+class Notifier(Closing):
     """Sends READY, RELOADING, STOPPING, STATUS and WATCHDOG notifications to systemd.
 
     ``environ`` defaults to ``os.environ``, and then ``NOTIFY_SOCKET``,
@@ -127,14 +127,6 @@ class Notifier:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-
-    def __enter__(self) -> Notifier:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _send(self, message: str) -> None:
         if self._socket is None or self._address is None:

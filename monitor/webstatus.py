@@ -31,7 +31,6 @@ from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -39,6 +38,7 @@ import cv2
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from monitor.closing import Closing
 from monitor.config import HttpConfig
 from monitor.drawing import annotate
 from monitor.exc import ConfigError, MonitorError
@@ -76,7 +76,7 @@ class _Metrics:
             self.events.labels(type=kind)  # present at 0 before the first event, so rate() works
 
 
-class StatusServer:
+class StatusServer(Closing):
     """Serve the latest frame, score history, events and metrics; a frame-loop Listener.
 
     ``reference`` and ``mask`` are drawn on the pictures (mask: the watched
@@ -165,11 +165,6 @@ class StatusServer:
     def __enter__(self) -> StatusServer:
         self.start()
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- Listener --------------------------------------------------------------
 
