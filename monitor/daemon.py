@@ -31,6 +31,7 @@ from monitor.outputs import make_output
 from monitor.similarity import Comparator
 from monitor.sources import Frame, FrameSource, make_source
 from monitor.status import EventRecord, FrameStatus, Listener, State, iso_time
+from monitor.throttle import Throttle
 
 __all__ = ["Monitor", "RunSummary", "load_reference", "make_comparator"]
 
@@ -83,28 +84,6 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class _RateLimitedWarning:
-    """Warn the first few times, then once a minute with a count of the rest."""
-
-    def __init__(self, *, first: int = 3, every: float = 60.0) -> None:
-        self.first, self.every = first, every
-        self.count = 0
-        self._suppressed = 0
-        self._last = float("-inf")
-
-    def __call__(self, message: str, *args: object, exc_info: bool = False) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.count <= self.first or now - self._last >= self.every:
-            if self._suppressed:
-                message += " (%d more like this not shown)"
-                args = (*args, self._suppressed)
-            _log.warning(message, *args, exc_info=exc_info)
-            self._last, self._suppressed = now, 0
-        else:
-            self._suppressed += 1
-
-
 class Monitor(Closing):
     """Watch one source against one reference and act on changes.
 
@@ -142,8 +121,8 @@ class Monitor(Closing):
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._reload = threading.Event()
-        self._skip_warning = _RateLimitedWarning()
-        self._listener_warning = _RateLimitedWarning()
+        self._skip_warning = Throttle(_log, first=3)
+        self._listener_warning = Throttle(_log, first=3)
         self._scores = csv.writer(scores) if scores is not None else None
         if self._scores is not None:
             self._scores.writerow(["frame", "time", "score", "changed_fraction", "below", "state"])
@@ -277,6 +256,7 @@ class Monitor(Closing):
                 self._camera_found()
             if frame.image.shape != shape:
                 self._skip_warning(
+                    logging.WARNING,
                     "skipped frame %d: it is %dx%d, expected %dx%d",
                     frame.index,
                     frame.image.shape[1] if frame.image.ndim > 1 else 0,
@@ -388,7 +368,7 @@ class Monitor(Closing):
                 getattr(listener, method)(argument)
             except Exception:
                 # A listener's bug must not stop the monitor from switching its pin.
-                self._listener_warning("%s.%s failed", type(listener).__name__, method, exc_info=True)
+                self._listener_warning(logging.WARNING, "%s.%s failed", type(listener).__name__, method, exc_info=True)
 
     # -- lighting -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import numpy as np
 from monitor.closing import Closing
 from monitor.images import make_folder, write_image_atomic
 from monitor.status import EventRecord
+from monitor.throttle import Throttle
 
 __all__ = ["EventLog", "SnapshotStore", "read_events"]
 
@@ -31,28 +32,6 @@ _log = logging.getLogger(__name__)
 
 LOG_MODE = 0o640  # events say when the house was empty: not for every local user
 WARN_EVERY = 60.0  # seconds between two reports of the same recurring disk problem
-
-
-class _Throttle:
-    """Let one message through per ``every`` seconds and count the ones held back."""
-
-    def __init__(self, *, every: float, clock: Callable[[], float]) -> None:
-        self._every = every
-        self._clock = clock
-        self._last: float | None = None
-        self._held = 0
-
-    def __call__(self, level: int, message: str, *args: object) -> None:
-        now = self._clock()
-        if self._last is not None and now - self._last < self._every:
-            self._held += 1
-            return
-        if self._held:
-            message += " (%d more like this in the last %.0f s)"
-            args = (*args, self._held, now - self._last if self._last is not None else 0.0)
-        self._last = now
-        self._held = 0
-        _log.log(level, message, *args)
 
 
 def _describe(record: EventRecord) -> str:
@@ -102,7 +81,7 @@ class EventLog(Closing):
         self._size = 0
         self._closed = False
         self._lock = threading.Lock()
-        self._report = _Throttle(every=WARN_EVERY, clock=clock)
+        self._report = Throttle(_log, every=WARN_EVERY, clock=clock)
         self.dropped = 0  # records lost to disk errors
         try:
             self._open()
@@ -240,7 +219,7 @@ class SnapshotStore(Closing):
         self.folder = None if folder is None else Path(folder)
         self.keep = keep
         self.max_bytes = max_bytes
-        self._report = _Throttle(every=WARN_EVERY, clock=clock)
+        self._report = Throttle(_log, every=WARN_EVERY, clock=clock)
 
     @property
     def enabled(self) -> bool:
