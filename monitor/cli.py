@@ -119,9 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _replay_source(config: Any, path: str) -> Any:
-    kind = "images" if Path(path).is_dir() or any(ch in path for ch in "*?[") else "opencv"
-    return config.model_copy(update={"source": config.source.model_copy(update={"kind": kind, "loop": False})})
+def _replay_source(config: Any) -> Any:
+    """The config for replaying a recording once: make_source picks the kind from the path."""
+    return config.model_copy(update={"source": config.source.model_copy(update={"loop": False})})
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -129,7 +129,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.config import load_config
     from monitor.daemon import Monitor
 
-    config = _replay_source(load_config(args.config), args.source)
+    config = _replay_source(load_config(args.config))
     scores = open(args.scores, "w", newline="", encoding="utf-8") if args.scores else None  # noqa: SIM115
     try:
         monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, scores=scores)
@@ -241,7 +241,7 @@ def _open_frames(config: Any, source: str | None) -> Any:
     from monitor.sources import make_source
 
     if source is not None:
-        return make_source(_replay_source(config, source).source, realtime=False, device=source)
+        return make_source(_replay_source(config).source, realtime=False, device=source)
     # A configured recording (image folder, video file) is read as fast as it goes too;
     # only a live camera is worth waiting for.
     recording = config.source.kind == "images" or (
@@ -355,15 +355,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _grab_frame(config: Any, shape: tuple[int, int]) -> Any:
     """One frame of the reference's size from the configured source, after the camera settles."""
     with _open_frames(config, None) as source:
-        skip = config.detection.settle_frames if config.source.kind == "picamera" else 0
-        while True:
-            frame = source.read()
-            if frame is None:
-                raise MonitorError(f"{config.source.device}: delivered no frame of the size {shape[1]}x{shape[0]}")
-            if skip:
-                skip -= 1
-            elif frame.image.shape == shape:
+        for frame in _settled_frames(source, config, camera=True):
+            if frame.image.shape == shape:
                 return frame.image
+    raise MonitorError(f"{config.source.device}: delivered no frame of the size {shape[1]}x{shape[0]}")
 
 
 def _count(text: str) -> int:
