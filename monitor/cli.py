@@ -242,12 +242,10 @@ def _open_frames(config: Any, source: str | None) -> Any:
 
     if source is not None:
         return make_source(_replay_source(config).source, realtime=False, device=source)
-    # A configured recording (image folder, video file) is read as fast as it goes too;
-    # only a live camera is worth waiting for.
-    recording = config.source.kind == "images" or (
-        config.source.kind == "opencv" and Path(str(config.source.device)).is_file()
-    )
-    return make_source(config.source, realtime=not recording)
+    configured = make_source(config.source, realtime=True)
+    if configured.is_recording:  # a configured file or folder too: only a live camera is worth waiting for
+        configured = make_source(config.source, realtime=False)
+    return configured
 
 
 def _score_frames(config: Any, comparator: Any, args: argparse.Namespace) -> list[float]:

@@ -194,7 +194,7 @@ class FrameSource(Closing, abc.ABC):
     ``skipped`` counts frames or files that could not be decoded and were left out.
     A source may be opened again after ``close()``; ``Frame.index`` keeps counting.
     A recording read with ``realtime=False`` is decoded up to ``READ_AHEAD``
-    frames ahead in a thread of its own (``_is_recording`` says which sources are).
+    frames ahead in a thread of its own (``is_recording`` says which sources are).
     """
 
     kind: ClassVar[str]
@@ -230,7 +230,7 @@ class FrameSource(Closing, abc.ABC):
         except BaseException:
             self._stop()
             raise
-        if self.READ_AHEAD > 0 and not self.realtime and self._is_recording():
+        if self.READ_AHEAD > 0 and not self.realtime and self.is_recording:
             self._ahead = _ReadAhead(self._next, depth=self.READ_AHEAD, name=f"read-ahead {self.name}")
         self._open = True
         _log.info("%s: open", self.name)
@@ -270,8 +270,9 @@ class FrameSource(Closing, abc.ABC):
         state = "open" if self._open else "closed"
         return f"<{type(self).__name__} {self.name!r} {state}>"
 
-    def _is_recording(self) -> bool:
-        """True for a recording (a file or folder), which may be decoded ahead; False for a live source."""
+    @property
+    def is_recording(self) -> bool:
+        """True for a recording (a file or folder), which may be read unpaced; False for a live source."""
         return False
 
     @abc.abstractmethod
@@ -457,7 +458,8 @@ class OpenCVSource(FrameSource):
             return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         return cv2.VideoCapture(target)
 
-    def _is_recording(self) -> bool:
+    @property
+    def is_recording(self) -> bool:
         return not self._live
 
     def _what_failed(self) -> str:
@@ -610,7 +612,8 @@ class ImageFolderSource(FrameSource):
         self._pacer.reset()
         _log.info("%s: %d images", self.name, len(self._paths))
 
-    def _is_recording(self) -> bool:
+    @property
+    def is_recording(self) -> bool:
         return True
 
     @staticmethod
