@@ -166,11 +166,11 @@ class Monitor(Closing):
         started: list[Listener] = []
         try:
             if config.hooks != HooksConfig():
-                from monitor.hooks import HookRunner
+                from monitor.integrations.hooks import HookRunner
 
                 started.append(HookRunner(config.hooks))
             if config.mqtt is not None:
-                from monitor.mqtt import MqttPublisher
+                from monitor.integrations.mqtt import MqttPublisher
 
                 mqtt = MqttPublisher(config.mqtt)
                 started.append(mqtt)

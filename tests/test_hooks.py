@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import HooksConfig
-from monitor.hooks import HookRunner, hook_environment
+from monitor.integrations.hooks import HookRunner, hook_environment
 from monitor.status import EventRecord
 
 WAIT = 20.0
@@ -132,7 +132,7 @@ def test_a_hanging_hook_is_killed_with_its_children_after_the_timeout(
     pid_file = tmp_path / "child.pid"
     hangs = script("hangs", 'sleep 60 &\necho $! > "$1"\necho "still busy" >&2\nwait')
     runner = HookRunner(HooksConfig(on_event_end=[str(hangs), str(pid_file)], timeout=0.5))
-    with caplog.at_level(logging.WARNING, logger="monitor.hooks"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.hooks"):
         runner.on_event(record("event_end"))
         wait_until(lambda: "killed" in caplog.text, what="the timeout warning")
     runner.close()
@@ -161,7 +161,7 @@ def test_non_zero_exit_is_logged_with_code_and_stderr(
     noisy = "x" * 2000
     fails = script("fails", f'echo "{noisy}" >&2\necho "the relay is unplugged" >&2\nexit 3')
     runner = HookRunner(HooksConfig(on_event_start=[str(fails), "--flag"]))
-    with caplog.at_level(logging.WARNING, logger="monitor.hooks"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.hooks"):
         runner.on_event(record())
         runner.close()
     [warning] = caplog.records
@@ -179,7 +179,7 @@ def test_a_missing_or_unexecutable_program_is_logged_not_raised(
     not_executable.write_text("#!/bin/sh\ntrue\n", encoding="utf-8")
     config = HooksConfig(on_event_start=[str(tmp_path / "no-such-program")], on_event_end=[str(not_executable)])
     runner = HookRunner(config)
-    with caplog.at_level(logging.WARNING, logger="monitor.hooks"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.hooks"):
         runner.on_event(record("event_start"))
         runner.on_event(record("event_end"))
         runner.close()
@@ -206,7 +206,7 @@ def test_hooks_past_the_queue_bound_are_dropped_with_a_warning(
     gate, log = tmp_path / "gate", tmp_path / "ran.log"
     waits = script("waits", 'echo "$MONITOR_FRAME" >> "$2"\nwhile [ ! -e "$1" ]; do sleep 0.05; done')
     runner = HookRunner(HooksConfig(on_event_start=[str(waits), str(gate), str(log)], timeout=WAIT), queue_size=1)
-    with caplog.at_level(logging.WARNING, logger="monitor.hooks"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.hooks"):
         runner.on_event(record(frame=1))
         wait_until(log.exists, what="the first hook to start")
         runner.on_event(record(frame=2))  # waits in the queue
@@ -224,7 +224,7 @@ def test_close_kills_a_hook_that_outlives_the_grace_period(
     log = tmp_path / "ran.log"
     hangs = script("hangs", 'echo "$MONITOR_FRAME" >> "$1"\nsleep 60')
     runner = HookRunner(HooksConfig(on_event_start=[str(hangs), str(log)], timeout=WAIT))
-    with caplog.at_level(logging.WARNING, logger="monitor.hooks"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.hooks"):
         runner.on_event(record(frame=1))
         wait_until(log.exists, what="the hook to start")
         runner.on_event(record(frame=2))

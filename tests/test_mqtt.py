@@ -20,7 +20,7 @@ import pytest
 
 from monitor.config import MqttConfig
 from monitor.exc import ConfigError
-from monitor.mqtt import MqttPublisher, node_id
+from monitor.integrations.mqtt import MqttPublisher, node_id
 from monitor.status import EventRecord, FrameStatus
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -348,7 +348,7 @@ def test_last_will_says_offline_when_the_process_is_killed(
     script = (
         "import sys, time\n"
         "from monitor.config import MqttConfig\n"
-        "from monitor.mqtt import MqttPublisher\n"
+        "from monitor.integrations.mqtt import MqttPublisher\n"
         "config = MqttConfig(host='127.0.0.1', port=int(sys.argv[1]), keepalive=5)\n"
         "MqttPublisher(config, hostname='killed-host', client_id='killed').start()\n"
         "time.sleep(120)\n"
@@ -400,7 +400,7 @@ def test_queue_past_its_bound_drops_the_oldest_with_a_warning(
 ) -> None:
     live = subscribe(broker.port, [f"{PREFIX}/event", f"{PREFIX}/availability"])
     publisher = publish(start=False, queue_size=2)
-    with caplog.at_level(logging.WARNING, logger="monitor.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="monitor.integrations.mqtt"):
         for index in (1, 2, 3, 4):
             publisher.on_event(event(index))
     drops = [r for r in caplog.records if "dropped the oldest" in r.getMessage()]
@@ -432,7 +432,7 @@ def test_username_and_password_file_authenticate(tmp_path: Path, caplog: pytest.
             publisher.start()
             wait_until(lambda: publisher.connected, what="an authenticated connection")
         with (
-            caplog.at_level(logging.WARNING, logger="monitor.mqtt"),
+            caplog.at_level(logging.WARNING, logger="monitor.integrations.mqtt"),
             MqttPublisher(bad, hostname=HOST, client_id="auth-bad") as refused,
         ):
             refused.start()

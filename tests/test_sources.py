@@ -22,11 +22,13 @@ from monitor.config import SourceConfig
 from monitor.exc import ConfigError, SourceError
 from monitor.sources import (
     SOURCES,
+    CameraSource,
     Frame,
     FrameSource,
     ImageFolderSource,
-    OpenCVSource,
     PiCameraSource,
+    StreamSource,
+    VideoFileSource,
     make_source,
 )
 from tests import conftest, fake_picamera2
@@ -90,7 +92,7 @@ def clip(tmp_path: Path) -> Path:
 
 def test_video_file_delivers_every_frame_gray_in_order_then_ends(clip: Path) -> None:
     expected = [gray(f) for f in pan(6)]
-    with OpenCVSource(opencv_config(str(clip)), realtime=False) as source:
+    with make_source(opencv_config(str(clip)), realtime=False) as source:
         frames = read_all(source)
         assert source.read() is None  # stays ended
     assert len(frames) == 6
@@ -102,7 +104,7 @@ def test_video_file_delivers_every_frame_gray_in_order_then_ends(clip: Path) -> 
 
 
 def test_delivered_images_are_not_overwritten_by_later_reads(clip: Path) -> None:
-    with OpenCVSource(opencv_config(str(clip)), realtime=False) as source:
+    with make_source(opencv_config(str(clip)), realtime=False) as source:
         first = source.read()
         assert first is not None
         kept = first.image.copy()
@@ -114,7 +116,7 @@ def test_video_of_another_size_is_resized(tmp_path: Path) -> None:
     big = pan(3, width=2 * W, height=2 * H, step=16)
     path = write_clip(tmp_path / "big.avi", big)
     expected = [cv2.resize(gray(f), (W, H), interpolation=cv2.INTER_AREA) for f in big]
-    with OpenCVSource(opencv_config(str(path)), realtime=False) as source:
+    with make_source(opencv_config(str(path)), realtime=False) as source:
         frames = read_all(source)
     assert [f.image.shape for f in frames] == [(H, W)] * 3
     assert [which(f.image, expected) for f in frames] == [0, 1, 2]
@@ -122,7 +124,7 @@ def test_video_of_another_size_is_resized(tmp_path: Path) -> None:
 
 def test_unpaced_times_come_from_the_position_in_the_file(clip: Path) -> None:
     before = time.time()
-    with OpenCVSource(opencv_config(str(clip), fps=2), realtime=False) as source:
+    with make_source(opencv_config(str(clip), fps=2), realtime=False) as source:
         after = time.time()
         frames = read_all(source)
     assert before <= frames[0].time <= after
@@ -134,7 +136,7 @@ def test_loop_starts_again_and_index_keeps_counting(tmp_path: Path) -> None:
     frames4 = pan(4)
     path = write_clip(tmp_path / "four.avi", frames4, fps=20)
     expected = [gray(f) for f in frames4]
-    with OpenCVSource(opencv_config(str(path), loop=True), realtime=False) as source:
+    with make_source(opencv_config(str(path), loop=True), realtime=False) as source:
         frames = [source.read() for _ in range(10)]
     assert all(f is not None for f in frames)
     got = [f for f in frames if f is not None]
@@ -145,7 +147,7 @@ def test_loop_starts_again_and_index_keeps_counting(tmp_path: Path) -> None:
 
 
 def test_realtime_file_is_not_delivered_faster_than_fps(clip: Path) -> None:
-    with OpenCVSource(opencv_config(str(clip), fps=50, loop=True), realtime=True) as source:
+    with make_source(opencv_config(str(clip), fps=50, loop=True), realtime=True) as source:
         start = time.monotonic()
         frames = [source.read() for _ in range(10)]
         elapsed = time.monotonic() - start
@@ -154,7 +156,7 @@ def test_realtime_file_is_not_delivered_faster_than_fps(clip: Path) -> None:
 
 
 def test_index_keeps_counting_across_reopen(clip: Path) -> None:
-    source = OpenCVSource(opencv_config(str(clip)), realtime=False)
+    source = make_source(opencv_config(str(clip)), realtime=False)
     with source:
         assert [source.read() is not None for _ in range(2)] == [True, True]
     with source:
@@ -165,7 +167,7 @@ def test_index_keeps_counting_across_reopen(clip: Path) -> None:
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "clip.avi"
-    source = OpenCVSource(opencv_config(str(path)))
+    source = make_source(opencv_config(str(path)))
     with pytest.raises(SourceError, match="no such file") as info:
         source.open()
     assert str(path) in str(info.value)
@@ -177,19 +179,19 @@ def test_file_that_is_not_a_video_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "notes.avi"
     path.write_text("not a video\n" * 100)
     with pytest.raises(SourceError, match="cannot open") as info:
-        OpenCVSource(opencv_config(str(path))).open()
+        make_source(opencv_config(str(path))).open()
     assert str(path) in str(info.value)
 
 
 def test_absent_camera_index_is_a_source_error() -> None:
     source = make_source(opencv_config("63"))
-    assert isinstance(source, OpenCVSource)
+    assert isinstance(source, CameraSource)
     with pytest.raises(SourceError, match="camera 63"):
         source.open()
 
 
 def test_url_password_stays_out_of_the_error() -> None:
-    source = OpenCVSource(opencv_config("rtsp://admin:hunter2@127.0.0.1:1/stream"))
+    source = make_source(opencv_config("rtsp://admin:hunter2@127.0.0.1:1/stream"))
     with pytest.raises(SourceError) as info:
         source.open()
     assert "hunter2" not in str(info.value)
@@ -221,7 +223,7 @@ def test_stream_is_live_and_its_end_is_a_failure(clip: Path, http_folder: str) -
         pytest.skip("this OpenCV has no FFmpeg backend for streams")
     expected = [gray(f) for f in pan(6)]
     config = opencv_config(f"{http_folder}/{clip.name}", capture_timeout=2.0)
-    with OpenCVSource(config, realtime=False) as source:
+    with make_source(config, realtime=False) as source:
         frames = [source.read() for _ in range(6)]
         # A stream does not "end" like a recording: it is lost, and the daemon reconnects.
         with pytest.raises(SourceError, match="no frame"):
@@ -234,7 +236,7 @@ def test_live_stream_drops_frames_that_come_faster_than_fps(clip: Path, http_fol
     if not cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
         pytest.skip("this OpenCV has no FFmpeg backend for streams")
     config = opencv_config(f"{http_folder}/{clip.name}", fps=1)
-    with OpenCVSource(config, realtime=True) as source:
+    with make_source(config, realtime=True) as source:
         first = source.read()
         assert first is not None and which(first.image, [gray(f) for f in pan(6)]) == 0
         # The other five frames arrive within a second of the first: none is due, all are dropped.
@@ -431,10 +433,11 @@ def test_closes_when_the_block_raises(clip: Path) -> None:
 
 def test_registry_and_make_source(clip: Path, folder: Path) -> None:
     assert set(SOURCES) == {"picamera", "opencv", "images"}
-    for kind, cls in SOURCES.items():
-        assert cls.kind == kind
     source = make_source(SourceConfig(kind="opencv", device=str(clip)))
-    assert type(source) is OpenCVSource and not source.is_open
+    assert type(source) is VideoFileSource and source.kind == "opencv" and not source.is_open
+    assert type(make_source(SourceConfig(kind="opencv", device=0))) is CameraSource
+    assert type(make_source(SourceConfig(kind="opencv", device="/dev/video0"))) is CameraSource
+    assert type(make_source(SourceConfig(kind="opencv", device="rtsp://127.0.0.1:1/s"))) is StreamSource
     assert type(make_source(SourceConfig(kind="images", device=str(folder)))) is ImageFolderSource
     assert type(make_source(SourceConfig(kind="picamera"))) is PiCameraSource
 
@@ -442,7 +445,7 @@ def test_registry_and_make_source(clip: Path, folder: Path) -> None:
 def test_device_override_replays_a_recording_whatever_the_kind(clip: Path, folder: Path) -> None:
     camera_config = SourceConfig(kind="picamera", device=0, width=W, height=H)
     source = make_source(camera_config, realtime=False, device=str(clip))
-    assert type(source) is OpenCVSource
+    assert type(source) is VideoFileSource
     with source:
         assert len(read_all(source)) == 6
     assert type(make_source(camera_config, device=str(folder))) is ImageFolderSource
