@@ -45,6 +45,7 @@ from common import (
 
 from monitor.config import load_config
 from monitor.daemon import Monitor
+from monitor.events import ScoreTable
 from monitor.similarity import Comparator
 from monitor.sources import FrameSource, make_source
 
@@ -76,7 +77,8 @@ def pipeline(config_path: Path, source: Path, folder: Path) -> Callable[[], floa
 
     def run() -> float:
         with (folder / "scores.csv").open("w", newline="", encoding="utf-8") as scores:
-            monitor = Monitor(config, config_path=config_path, realtime=False, device=str(source), scores=scores)
+            table = ScoreTable(scores)
+            monitor = Monitor(config, config_path=config_path, realtime=False, device=str(source), listeners=[table])
             summary = monitor.run()
         return summary.fps
 
@@ -100,11 +102,11 @@ def source_only(config_path: Path, source: Path) -> Callable[[], float]:
 
 def compare_only(config_path: Path, frames: list[np.ndarray]) -> Callable[[], float]:
     """The comparator alone (as the daemon calls it per frame) on frames already decoded."""
-    from monitor.daemon import load_reference
-    from monitor.mask import build_mask
+    from monitor.mask import zone_masks
+    from monitor.watch import load_reference
 
     config = load_config(config_path)
-    mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
+    mask = zone_masks(config)["main"]
     detection = config.detection
     comparator = Comparator(load_reference(config), mask=mask, downscale=detection.downscale)
 

@@ -3,7 +3,7 @@
 The clip is 160x120, made from scikit-image's camera man with sensor noise,
 and a cup (scikit-image's coffee) sits in the watched area for 30 of every
 100 frames: one event, one snapshot, two hooks and four MQTT messages per
-loop. The pipeline is ``monitor run``'s: ``Monitor(integrations=True)``
+loop. The pipeline is ``monitor run``'s: ``Monitor`` with the integrations ``monitor run`` builds
 with hooks (``true``), the status page (polled by a client thread), MQTT
 (to a local mosquitto, when one is installed), a snapshot folder pruned to
 20 files and an event log rotated every few hundred records; the pin is a
@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.config import load_config
 from monitor.daemon import Monitor
 from monitor.events import read_events
+from monitor.integrations import build_integrations
 from monitor.status import EventRecord, FrameStatus
 
 WIDTH, HEIGHT = 160, 120
@@ -199,14 +200,13 @@ def main(argv: list[str]) -> int:
 
         factory = MockFactory()
         probe = Probe(args.frames, factory.pin(17))
+        soak_config = load_config(path)
+        integrations = build_integrations(soak_config, scene=lambda: monitor.watches.scene)
         monitor = Monitor(
-            load_config(path),
-            config_path=path,
-            realtime=False,
-            pin_factory=factory,
-            listeners=[probe],
-            integrations=True,
+            soak_config, config_path=path, realtime=False, pin_factory=factory, listeners=[probe, *integrations]
         )
+        for integration in integrations:
+            integration.start()
         probe.monitor = monitor
         stop_polling = threading.Event()
         poller = threading.Thread(target=poll_status_page, args=(http_port, stop_polling), daemon=True)
@@ -223,6 +223,8 @@ def main(argv: list[str]) -> int:
         finally:
             stop_polling.set()
             poller.join(timeout=10)
+            for integration in integrations:
+                integration.close()
         seconds = time.perf_counter() - started
         snapshots = len(list((folder / "snapshots").glob("*.jpg")))
         logs = sorted(p.name for p in folder.glob("events.jsonl*"))

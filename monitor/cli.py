@@ -8,6 +8,7 @@ adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -28,21 +29,33 @@ Handler = Callable[[argparse.Namespace], int]
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config file: print ``ok`` or one line per problem."""
     from monitor.config import load_config
-    from monitor.mask import build_mask
+    from monitor.mask import zone_masks
 
     try:
         config = load_config(args.config)
-        build_mask(config.mask, width=config.source.width, height=config.source.height)
+        zone_masks(config)
     except ConfigError as exc:
         name = str(args.config)
         for problem in exc.problems:
             print(problem if problem.startswith(name) else f"{name}: {problem}")
         return EXIT_CONFIG
     print("ok")
-    if not config.reference.path.exists():
+    for name, zone in config.zones.items():
+        states = f" states {', '.join(zone.states)}" if zone.states else ""
+        pin = "no pin" if zone.gpio.pin is None else f"pin {zone.gpio.pin}"
+        print(f"zone {name}: {zone.kind}{states}, threshold {zone.detection.threshold:g}, {pin}")
+    missing = []
+    if config.change_zones and not config.reference.path.exists():
+        missing.append((config.reference.path, ""))
+    for name, zone in config.zones.items():
+        missing.extend(
+            (path, f" --zone {name} --state {state}")
+            for state, path in (zone.states or {}).items()
+            if not path.exists()
+        )
+    for path, flags in missing:
         print(
-            f"note: reference {config.reference.path} does not exist yet; "
-            f"make it with: monitor capture-reference {args.config}",
+            f"note: reference {path} does not exist yet; make it with: monitor capture-reference {args.config}{flags}",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -95,24 +108,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: watch the configured camera until stopped (or until a recording ends)."""
     from monitor.config import load_config
     from monitor.daemon import Monitor
+    from monitor.integrations import build_integrations
     from monitor.systemd import Notifier
 
     config = load_config(args.config)
-    # READY=1 after the first scored frame, WATCHDOG=1 from the frame loop, RELOADING=1 around
-    # SIGHUP, STOPPING=1 on the way out; all silent when not started by systemd.
-    notifier = Notifier()
-    monitor = Monitor(
-        config,
-        config_path=args.config,
-        realtime=True,
-        integrations=True,
-        listeners=[notifier],
-        on_ready=notifier.ready,
-        on_reloading=notifier.reloading,
-        on_stopping=notifier.stopping,
-    )
-    _install_signals(monitor)
-    summary = monitor.run()
+    with contextlib.ExitStack() as stack:
+        # READY=1 after the first scored frame, WATCHDOG=1 from the frame loop, RELOADING=1 around
+        # SIGHUP, STOPPING=1 on the way out; all silent when not started by systemd.
+        notifier = stack.enter_context(Notifier())
+        # Built (their own config checked: token and password files) before the monitor touches
+        # any file or pin; started once it stands. Closed after it, so they hear its last event.
+        integrations = build_integrations(config, scene=lambda: monitor.watches.scene)
+        for integration in integrations:
+            stack.callback(integration.close)
+        monitor = stack.enter_context(
+            Monitor(
+                config,
+                config_path=args.config,
+                realtime=True,
+                listeners=[notifier, *integrations],
+                on_ready=notifier.ready,
+                on_reloading=notifier.reloading,
+                on_stopping=notifier.stopping,
+            )
+        )
+        for integration in integrations:
+            integration.start()
+        _install_signals(monitor)
+        summary = monitor.run()
     logging.getLogger("monitor").info(
         "stopped after %d frames, %d events, %d skipped", summary.frames, summary.events, summary.skipped
     )
@@ -128,16 +151,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Run the same pipeline over a recording, as fast as it goes."""
     from monitor.config import load_config
     from monitor.daemon import Monitor
+    from monitor.events import ScoreTable
 
     config = _replay_source(load_config(args.config))
-    scores = open(args.scores, "w", newline="", encoding="utf-8") if args.scores else None  # noqa: SIM115
-    try:
-        monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, scores=scores)
+    with contextlib.ExitStack() as stack:
+        listeners = []
+        if args.scores:
+            listeners.append(ScoreTable(stack.enter_context(open(args.scores, "w", newline="", encoding="utf-8"))))
+        monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, listeners=listeners)
         _install_signals(monitor)
         summary = monitor.run()
-    finally:
-        if scores is not None:
-            scores.close()
     print(
         f"replayed {summary.frames} frames in {summary.seconds:.2f} s ({summary.fps:.1f} frames/s), "
         f"{summary.events} events" + (f", {summary.skipped} skipped" if summary.skipped else "")
@@ -154,6 +177,7 @@ def cmd_capture_reference(args: argparse.Namespace) -> int:
     from monitor.sources import make_source
 
     config = load_config(args.config)
+    path = _reference_path(config, args)
     frames: list[np.ndarray] = []
     with make_source(config.source, realtime=True) as source:
         for frame in _settled_frames(source, config, camera=True):
@@ -163,11 +187,40 @@ def cmd_capture_reference(args: argparse.Namespace) -> int:
     if not frames:
         raise MonitorError(f"{config.source.device}: delivered no frames to make a reference from")
     reference = np.median(np.stack(frames), axis=0).astype(np.uint8)
-    path = config.reference.path
     make_folder(path.parent)
     write_image_atomic(path, reference)
     print(f"wrote {path} ({reference.shape[1]}x{reference.shape[0]}, median of {len(frames)} frames)")
     return EXIT_OK
+
+
+def _reference_path(config: Any, args: argparse.Namespace) -> Path:
+    """The file capture-reference writes: the scene's reference, or with --zone/--state a state's picture."""
+    if args.zone is None and args.state is None:
+        return Path(config.reference.path)
+    if args.zone is None or args.state is None:
+        raise ConfigError(["capture-reference: --zone and --state go together (a state zone's picture)"])
+    zone = config.zones.get(args.zone)
+    if zone is None:
+        raise ConfigError([f"{args.config}: zones.{args.zone}: no such zone (zones: {', '.join(config.zones)})"])
+    if zone.states is None or args.state not in zone.states:
+        states = ", ".join(zone.states) if zone.states else "none: it is a change zone"
+        raise ConfigError([f"{args.config}: zones.{args.zone}.states.{args.state}: no such state (states: {states})"])
+    return Path(zone.states[args.state])
+
+
+def _zone_with_pin(config: Any, args: argparse.Namespace) -> Any:
+    """The zone --zone names, or the only zone with a pin."""
+    if args.zone is not None:
+        if args.zone not in config.zones:
+            raise ConfigError([f"{args.config}: zones.{args.zone}: no such zone (zones: {', '.join(config.zones)})"])
+        return args.zone, config.zones[args.zone]
+    with_pins = [name for name, zone in config.zones.items() if zone.gpio.pin is not None]
+    if len(with_pins) != 1:
+        raise MonitorError(
+            f"{args.config}: "
+            + (f"zones {', '.join(with_pins)} have pins: choose one with --zone" if with_pins else "no zone has a pin")
+        )
+    return with_pins[0], config.zones[with_pins[0]]
 
 
 def cmd_test_output(args: argparse.Namespace) -> int:
@@ -176,11 +229,14 @@ def cmd_test_output(args: argparse.Namespace) -> int:
     from monitor.outputs import make_output, test_output
 
     config = load_config(args.config)
-    if config.gpio.pin is None:
-        raise MonitorError(f"{args.config}: gpio.pin is null: there is no pin to test")
-    level = "high" if config.gpio.active_high else "low"
-    print(f"switching GPIO {config.gpio.pin} on (= {level}) and off {args.times} times...")
-    with make_output(config.gpio) as output:
+    name, zone = _zone_with_pin(config, args)
+    gpio = zone.gpio
+    if gpio.pin is None:
+        raise MonitorError(f"{args.config}: {config.zone_key(name)}gpio.pin is null: there is no pin to test")
+    level = "high" if gpio.active_high else "low"
+    which = "" if config.legacy_zone else f" (zone {name})"
+    print(f"switching GPIO {gpio.pin}{which} on (= {level}) and off {args.times} times...")
+    with make_output(gpio) as output:
         test_output(output, times=args.times, on_seconds=args.seconds, off_seconds=args.seconds)
     print("done: the pin is off")
     return EXIT_OK
@@ -202,10 +258,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: {scene.video} ({demo.FRAMES} frames at {demo.FPS} fps), watched area {demo.WATCHED}")
     print("a cup slides into the watched area, stays, and leaves; a rocket crosses the unwatched part\n")
     monitor = Monitor(config, config_path=scene.config, realtime=not args.fast)
-    pin = Device.pin_factory.pin(config.gpio.pin)
-    monitor.listeners.append(
-        demo.ConsoleListener(pin_state=lambda: bool(pin.state) == config.gpio.active_high, write=print)
-    )
+    gpio = config.zones["main"].gpio
+    pin = Device.pin_factory.pin(gpio.pin)
+    monitor.listeners.append(demo.ConsoleListener(pin_state=lambda: bool(pin.state) == gpio.active_high, write=print))
     _install_signals(monitor)
     summary = monitor.run()
     print(
@@ -214,16 +269,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"event log: {config.events.log}\nsnapshots: {config.events.snapshots}/")
     return EXIT_OK
-
-
-def _watching(config: Any, config_path: Path) -> tuple[Any, Any, Any]:
-    """The reference, the mask and a comparator set up as the daemon sets them up."""
-    from monitor.daemon import load_reference, make_comparator
-    from monitor.mask import build_mask
-
-    reference = load_reference(config, config_path=config_path)
-    mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
-    return reference, mask, make_comparator(config, reference, mask)
 
 
 def _settled_frames(source: Any, config: Any, *, camera: bool) -> Iterator[Any]:
@@ -248,43 +293,75 @@ def _open_frames(config: Any, source: str | None) -> Any:
     return configured
 
 
-def _score_frames(config: Any, comparator: Any, args: argparse.Namespace) -> list[float]:
-    """Score ``--frames`` frames (or ``--seconds`` of them) against the reference."""
-    scores: list[float] = []
+def _judge_frames(watches: Any, config: Any, args: argparse.Namespace) -> list[Any]:
+    """The verdicts of ``--frames`` frames (or ``--seconds`` of them), one tuple per frame."""
+    judged: list[Any] = []
     wrong_size = 0
     first_time: float | None = None
     with _open_frames(config, args.source) as source:
         for frame in _settled_frames(source, config, camera=args.source is None):
-            if frame.image.shape != comparator.shape:
+            if frame.image.shape != watches.shape:
                 wrong_size += 1
                 continue
-            scores.append(comparator.score(frame.image))
+            judged.append(watches.judge(frame.image, frame=frame.index, now=frame.time))
             first_time = frame.time if first_time is None else first_time
             if args.seconds is not None:
                 if frame.time - first_time >= args.seconds:
                     break
-            elif len(scores) >= args.frames:
+            elif len(judged) >= args.frames:
                 break
     if wrong_size:
         logging.getLogger("monitor").warning("skipped %d frames not of the reference's size", wrong_size)
-    return scores
+    return judged
+
+
+def _chosen_zones(config: Any, args: argparse.Namespace) -> list[str]:
+    if args.zone is None:
+        return list(config.zones)
+    if args.zone not in config.zones:
+        raise ConfigError([f"{args.config}: zones.{args.zone}: no such zone (zones: {', '.join(config.zones)})"])
+    return [args.zone]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    """Score frames against the reference and suggest threshold and clear_threshold."""
+    """Score frames in every zone; suggest each change zone's thresholds, show each state zone's margin."""
     from monitor.config import load_config, update_config_file
+    from monitor.tuning import state_margin
+    from monitor.watch import Watches
+
+    config = load_config(args.config)
+    names = _chosen_zones(config, args)
+    watches = Watches.load(config, config_path=args.config)
+    where = args.source if args.source is not None else f"{config.source.kind} {config.source.device}"
+    amount = f"{args.seconds:g} s" if args.seconds is not None else f"{args.frames} frames"
+    print(f"scoring {amount} from {where} with {config.detection.method}...", flush=True)
+    judged = _judge_frames(watches, config, args)
+    updates: dict[str, float] = {}
+    for name in names:
+        zone = config.zones[name]
+        verdicts = [frame_verdicts[watches.names.index(name)] for frame_verdicts in judged]
+        if not config.legacy_zone:
+            print(f"\nzone {name} ({zone.kind}):")
+        if zone.kind == "state":
+            print(state_margin([v.scores for v in verdicts], threshold=zone.detection.threshold).explanation())
+            continue
+        found = _tune_zone(name, [v.score for v in verdicts], zone.detection, args, several=len(names) > 1)
+        key = config.zone_key(name)
+        updates[f"{key}detection.threshold"] = found.threshold
+        updates[f"{key}detection.clear_threshold"] = found.clear_threshold
+    if args.write and updates:
+        backup = update_config_file(args.config, updates)
+        print(f"updated {args.config} (the previous version is {backup}); a running daemon takes it on SIGHUP")
+    return EXIT_OK
+
+
+def _tune_zone(name: str, scores: list[float], detection: Any, args: argparse.Namespace, *, several: bool) -> Any:
+    """Print the score spread and the suggestion for one change zone (and plot it); return the suggestion."""
     from monitor.images import write_image_atomic
     from monitor.preview import score_plot
     from monitor.tuning import suggest_thresholds
 
-    config = load_config(args.config)
-    _, _, comparator = _watching(config, args.config)
-    where = args.source if args.source is not None else f"{config.source.kind} {config.source.device}"
-    amount = f"{args.seconds:g} s" if args.seconds is not None else f"{args.frames} frames"
-    print(f"scoring {amount} from {where} with {config.detection.method}...", flush=True)
-    scores = _score_frames(config, comparator, args)
     found = suggest_thresholds(scores)
-    detection = config.detection
     print(
         f"{found.count} frames: min {found.minimum:.4f}  1%: {found.p1:.4f}  5%: {found.p5:.4f}  "
         f"median {found.median:.4f}"
@@ -295,34 +372,34 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     print(found.explanation())
     if args.plot is not None:
+        plot = Path(args.plot)
+        if several:
+            plot = plot.with_name(f"{plot.stem}-{name}{plot.suffix}")
         picture = score_plot(
             scores,
             threshold=found.threshold,
             clear_threshold=found.clear_threshold,
-            title=f"{detection.method} score per frame",
+            title=f"{name}: {detection.method} score per frame",
         )
-        write_image_atomic(args.plot, picture)
-        print(f"wrote {args.plot}")
-    if args.write:
-        backup = update_config_file(
-            args.config,
-            {"detection.threshold": found.threshold, "detection.clear_threshold": found.clear_threshold},
-        )
-        print(f"updated {args.config} (the previous version is {backup}); a running daemon takes it on SIGHUP")
-    return EXIT_OK
+        write_image_atomic(plot, picture)
+        print(f"wrote {plot}")
+    return found
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """One picture: the reference with the numbered polygons, a frame, and the local SSIM map."""
+    """One picture: the reference with every zone's numbered polygons, a frame, and the local SSIM map."""
     from monitor.config import load_config
+    from monitor.drawing import ZoneOutline, zone_colour
     from monitor.exc import ComparisonError
     from monitor.images import read_gray, write_image_atomic
     from monitor.mask import polygons_in_pixels
     from monitor.preview import show_picture
+    from monitor.watch import Watches
 
     config = load_config(args.config)
-    reference, mask, comparator = _watching(config, args.config)
-    width, height = config.source.width, config.source.height
+    watches = Watches.load(config, config_path=args.config)
+    reference = watches.picture
+    height, width = watches.shape
     if args.frame is not None:
         frame, label = read_gray(args.frame), Path(args.frame).name
         if frame.shape != reference.shape:
@@ -330,21 +407,43 @@ def cmd_show(args: argparse.Namespace) -> int:
                 f"{args.frame}: is {frame.shape[1]}x{frame.shape[0]}, expected the frame size {width}x{height}"
             )
     else:
-        frame, label = _grab_frame(config, comparator.shape), "current frame"
-    units = config.mask.units
+        frame, label = _grab_frame(config, watches.shape), "current frame"
+    verdicts = watches.judge(frame, frame=0, now=0.0)
+    include: list[Any] = []
+    exclude: list[Any] = []
+    include_labels: list[str] = []
+    exclude_labels: list[str] = []
+    for name, zone in config.zones.items():
+        units = zone.mask.units
+        prefix = "" if config.legacy_zone else f"{name} "
+        for group, labels, polygons, mark in (
+            (include, include_labels, zone.mask.include, ""),
+            (exclude, exclude_labels, zone.mask.exclude, "x"),
+        ):
+            group.extend(polygons_in_pixels(polygons, units=units, width=width, height=height))
+            labels.extend(f"{prefix}{mark}{number}" for number in range(1, len(polygons) + 1))
+    outlines = []
+    if not config.legacy_zone:
+        outlines = [
+            ZoneOutline(f"{v.zone} {v.word} {v.score:.3f}", watches.masks[v.zone], zone_colour(index))
+            for index, v in enumerate(verdicts)
+        ]
     picture = show_picture(
         reference,
         frame,
-        comparator.similarity_map(frame),
-        include=polygons_in_pixels(config.mask.include, units=units, width=width, height=height),
-        exclude=polygons_in_pixels(config.mask.exclude, units=units, width=width, height=height),
-        mask=mask,
-        score=comparator.score(frame),
+        watches.similarity_map(frame),
+        include=include,
+        exclude=exclude,
+        include_labels=include_labels,
+        exclude_labels=exclude_labels,
+        mask=watches.union_mask,
+        score=verdicts[0].score if len(verdicts) == 1 else None,
         frame_label=label,
+        zones=outlines,
     )
     write_image_atomic(args.out, picture)
     print(
-        f"wrote {args.out}: reference with {len(config.mask.include)} include and {len(config.mask.exclude)} "
+        f"wrote {args.out}: reference with {len(include)} include and {len(exclude)} "
         f"exclude polygons | {label} | local SSIM (blue = like the reference, red = changed)"
     )
     return EXIT_OK
@@ -407,10 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
     capture = sub.add_parser("capture-reference", help="save the median of N frames as the reference")
     capture.add_argument("config", type=Path)
     capture.add_argument("--frames", type=_count, default=10, help="frames to take the median of (10)")
+    capture.add_argument("--zone", help="with --state: write this state zone's picture of that state")
+    capture.add_argument("--state", help="the state the zone is in now (with --zone)")
     capture.set_defaults(handler=cmd_capture_reference)
 
     test = sub.add_parser("test-output", help="switch the pin on and off to check the wiring")
     test.add_argument("config", type=Path)
+    test.add_argument("--zone", help="the zone whose pin to switch (needed when several zones have pins)")
     test.add_argument("--times", type=int, default=3)
     test.add_argument("--seconds", type=float, default=0.5, help="seconds on, then off (0.5)")
     test.set_defaults(handler=cmd_test_output)
@@ -426,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     amount = tune.add_mutually_exclusive_group()
     amount.add_argument("--frames", type=_count, default=300, help="frames to score (300)")
     amount.add_argument("--seconds", type=float, help="score this many seconds of frames instead")
+    tune.add_argument("--zone", help="tune only this zone")
     tune.add_argument("--write", action="store_true", help="put the suggestion into CONFIG (keeps a .bak copy)")
     tune.add_argument("--plot", type=Path, help="write a PNG of the score over time with both thresholds")
     tune.set_defaults(handler=cmd_tune)

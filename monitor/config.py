@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,7 @@ __all__ = [
     "MqttTlsConfig",
     "ReferenceConfig",
     "SourceConfig",
+    "ZoneConfig",
     "load_config",
     "parse_config",
     "update_config_file",
@@ -168,6 +170,7 @@ class GpioConfig(_Model):
     mode: Literal["hold", "pulse"] = "hold"
     pulse_seconds: Positive = 1.0
     on_fault: Literal["off", "on", "keep"] = "off"
+    on_states: list[str] | None = None  # state zones: the pin is on while the zone is in one of these
 
     @field_validator("pin", mode="before")
     @classmethod
@@ -231,6 +234,7 @@ class HooksConfig(_Model):
 
     on_event_start: Command | None = None
     on_event_end: Command | None = None
+    on_state_change: Command | None = None
     on_camera_lost: Command | None = None
     on_camera_found: Command | None = None
     timeout: Positive = 30.0
@@ -255,28 +259,129 @@ class HttpConfig(_Model):
         return self
 
 
-class Config(_Model):
-    """The whole configuration file."""
+ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+UNKNOWN = "unknown"  # the state of a state zone whose every reference scores under its threshold
+LEGACY_ZONE = "main"  # the one zone of a config without zones:
+# Detection keys that belong to the whole frame, not to one zone.
+SCENE_DETECTION_KEYS = ("lightswitch_fraction",)
 
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+
+def _zone_name_problem(name: object, what: str) -> str | None:
+    if isinstance(name, str) and ZONE_NAME.fullmatch(name):
+        return None
+    return f"{what} {_show(name)}: must be 1-32 characters of a-z, 0-9, _ and -"
+
+
+class ZoneConfig(_Model):
+    """One watched place: its mask, its detection (top-level defaults filled in), its pin.
+
+    A *change zone* (no ``states``) compares with the scene's reference; a
+    *state zone* compares with each of its state references and names the best.
+    """
+
     mask: MaskConfig = Field(default_factory=MaskConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
+    states: dict[str, Annotated[Path, AfterValidator(_resolve)]] | None = None
+
+    @property
+    def kind(self) -> Literal["change", "state"]:
+        return "change" if self.states is None else "state"
+
+    @field_validator("states")
+    @classmethod
+    def _state_names(cls, value: dict[str, Path] | None) -> dict[str, Path] | None:
+        if not value:
+            return value
+        problems = [
+            f"{_show(name)}: must be 1-32 characters of a-z, 0-9, _ and -"
+            for name in value
+            if not ZONE_NAME.fullmatch(name)
+        ]
+        if UNKNOWN in value:
+            problems.append(
+                f"{UNKNOWN}: is the state of a zone that matches none of its states, so it cannot be a state's name"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _states_fit(self) -> ZoneConfig:
+        if self.states is not None and not self.states:
+            raise ValueError("states: a state zone needs at least one state (name: reference image)")
+        on_states = self.gpio.on_states
+        if on_states is None:
+            return self
+        if self.states is None:
+            raise ValueError(
+                "gpio.on_states: only for a state zone (one with states:), a change zone's pin follows its events"
+            )
+        allowed = [*self.states, UNKNOWN]
+        wrong = [name for name in on_states if name not in allowed]
+        if wrong:
+            raise ValueError(
+                f"gpio.on_states: {', '.join(map(repr, wrong))} is not a state of this zone "
+                f"(expected: {', '.join(allowed)})"
+            )
+        return self
+
+
+def _pin_key(pin: int | str) -> str:
+    """A pin as gpiozero would name it, so that 17, "17", "GPIO17" and "BCM17" are one pin."""
+    text = str(pin).strip().upper()
+    for prefix in ("GPIO", "BCM"):
+        if text.startswith(prefix) and text[len(prefix) :].isdigit():
+            return str(int(text[len(prefix) :]))
+    return str(int(text)) if text.isdigit() else text
+
+
+class Config(_Model):
+    """The whole configuration file.
+
+    ``zones`` always holds at least one zone: a file without ``zones:`` has one
+    zone named ``main`` made of its top-level ``mask`` and ``gpio``
+    (``legacy_zone`` is then True), so that every older config keeps working.
+    """
+
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    zones: dict[str, ZoneConfig]
     events: EventsConfig = Field(default_factory=EventsConfig)
     mqtt: MqttConfig | None = None
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
+    legacy_zone: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _sections_from_empty(cls, data: Any) -> Any:
         # Build absent sections from {} in this validation, so their default paths see the
         # config's folder (a default_factory instance would skip the validators).
-        if isinstance(data, dict):
-            sections = ("source", "reference", "mask", "detection", "gpio", "events", "hooks")
-            data = {**{name: {} for name in sections}, **data}
-        return data
+        if not isinstance(data, dict):
+            return data
+        sections = ("source", "reference", "detection", "events", "hooks")
+        data = {**{name: {} for name in sections}, **data}
+        if "legacy_zone" in data:
+            raise ValueError("legacy_zone: unknown key")
+        if "zones" not in data:
+            zone = {key: data.pop(key) for key in ("mask", "gpio") if key in data}
+            data["zones"] = {LEGACY_ZONE: zone}
+            data["legacy_zone"] = True
+            return _zone_detection(data)
+        misplaced = [key for key in ("mask", "gpio") if key in data]
+        if misplaced:
+            raise ValueError(
+                "; ".join(
+                    f"{key}: with zones:, each zone has its own {key}: move it into a zone (zones.<name>.{key})"
+                    for key in misplaced
+                )
+            )
+        zones = data["zones"]
+        if isinstance(zones, dict):
+            data["zones"] = {name: _zone_defaults(zone) for name, zone in zones.items()}
+        return _zone_detection(data)
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -289,14 +394,81 @@ class Config(_Model):
         return value
 
     @model_validator(mode="after")
-    def _mask_inside_frame(self) -> Config:
-        problems = _polygon_problems(self.mask, self.source.width, self.source.height)
+    def _zones_fit(self) -> Config:
+        problems = []
+        if not self.zones:
+            problems.append("zones: needs at least one zone (name -> mask, detection, gpio)")
+        pins: dict[str, str] = {}
+        for name, zone in self.zones.items():
+            naming = _zone_name_problem(name, "zones:")
+            if naming is not None:
+                problems.append(naming)
+                continue
+            where = self.zone_key(name)
+            problems.extend(_polygon_problems(zone.mask, self.source.width, self.source.height, key=f"{where}mask"))
+            pin = zone.gpio.pin
+            if pin is not None:
+                first = pins.setdefault(_pin_key(pin), name)
+                if first != name:
+                    problems.append(
+                        f"{where}gpio.pin: {pin} is already the pin of zone {first!r}, and two zones cannot share a pin"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
+    def zone_key(self, name: str) -> str:
+        """The prefix of a zone's keys as the user wrote them: ``zones.door.``, or nothing for a legacy config."""
+        return "" if self.legacy_zone else f"zones.{name}."
 
-def _polygon_problems(mask: MaskConfig, width: int, height: int) -> list[str]:
+    @property
+    def change_zones(self) -> dict[str, ZoneConfig]:
+        """The zones that compare with the scene's reference."""
+        return {name: zone for name, zone in self.zones.items() if zone.kind == "change"}
+
+
+def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:
+    """Each zone's detection: the top-level one with the zone's own keys on top.
+
+    An invalid top-level section is reported once, there, not again in every zone.
+    """
+    if not isinstance(data.get("zones"), dict):
+        return data
+    top = data.get("detection")
+    try:
+        DetectionConfig.model_validate(top)
+    except ValidationError:
+        top = {}
+    if not isinstance(top, dict):
+        top = {}
+    zones = {}
+    for name, zone in data["zones"].items():
+        if isinstance(zone, dict) and isinstance(zone.get("detection") or {}, dict):
+            own = zone.get("detection") or {}
+            zone = {**zone, "detection": {**top, **own}}
+            scene_keys = [key for key in SCENE_DETECTION_KEYS if key in own]
+            if scene_keys and not data.get("legacy_zone"):
+                raise ValueError(
+                    f"zones.{name}.detection.{scene_keys[0]}: applies to the whole frame, so it belongs in the "
+                    "top-level detection section"
+                )
+        zones[name] = zone
+    return {**data, "zones": zones}
+
+
+def _zone_defaults(zone: Any) -> Any:
+    # In a config with zones:, a zone without a pin has none (no surprise click on GPIO 17).
+    if zone is None:
+        zone = {}
+    if not isinstance(zone, dict):
+        return zone
+    gpio = zone.get("gpio", {})
+    if isinstance(gpio, dict) and "pin" not in gpio:
+        zone = {**zone, "gpio": {**gpio, "pin": None}}
+    return zone
+
+
+def _polygon_problems(mask: MaskConfig, width: int, height: int, *, key: str = "mask") -> list[str]:
     if mask.units == "fraction":
         max_x, max_y, unit = 1.0, 1.0, "0-1 fractions of the frame"
     else:
@@ -304,14 +476,14 @@ def _polygon_problems(mask: MaskConfig, width: int, height: int) -> list[str]:
     problems = []
     for group in ("include", "exclude"):
         for index, polygon in enumerate(getattr(mask, group)):
-            key = f"mask.{group}[{index}]"
+            where = f"{key}.{group}[{index}]"
             if len(polygon) < 3:
-                problems.append(f"{key}: a polygon needs at least 3 points, got {len(polygon)}")
+                problems.append(f"{where}: a polygon needs at least 3 points, got {len(polygon)}")
                 continue
             for x, y in polygon:
                 if not (0 <= x <= max_x and 0 <= y <= max_y):
                     problems.append(
-                        f"{key}: point [{x:g}, {y:g}] is outside the frame "
+                        f"{where}: point [{x:g}, {y:g}] is outside the frame "
                         f"(expected {unit}: x 0-{max_x:g}, y 0-{max_y:g})"
                     )
                     break
@@ -333,7 +505,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None = None) -> Config:
     """Validate YAML text; ``name`` prefixes each problem, ``base_dir`` anchors relative paths."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -352,7 +524,28 @@ def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None 
     try:
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError([f"{name}: {line}" for line in _describe(exc)]) from None
+        legacy = "zones" not in data
+        lines = _describe(exc, legacy=legacy)
+        raise ConfigError([f"{name}: {line}" for line in lines]) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error, not the last one wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def _kind(value: Any) -> str:
@@ -361,10 +554,14 @@ def _kind(value: Any) -> str:
     )
 
 
-def _describe(exc: ValidationError) -> list[str]:
+def _describe(exc: ValidationError, *, legacy: bool = False) -> list[str]:
     lines: list[str] = []
     for error in exc.errors(include_url=False):
-        loc = _dotted(error["loc"])
+        where = tuple(error["loc"])
+        if legacy and where[:2] == ("zones", LEGACY_ZONE):
+            where = where[2:]  # the user wrote these keys at the top level
+        error["loc"] = where
+        loc = _dotted(where)
         kind = error["type"]
         message = str(error["msg"])
         if message.startswith("Value error, "):
@@ -416,16 +613,25 @@ def _show(value: Any) -> str:
 
 def _suggestion(loc: tuple[int | str, ...]) -> str:
     model: Any = Config
-    for part in loc[:-1]:
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = getattr(field, "annotation", None)
+        if getattr(annotation, "__origin__", None) is dict:  # zones: name -> ZoneConfig
+            annotation = getattr(annotation, "__args__", (None, None))[1]
+            if parts:
+                parts.pop(0)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    names = [name for name in model.model_fields if name != "legacy_zone"]
+    if model is Config:
+        names += ["mask", "gpio"]  # the top-level form of a config without zones:
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
     if close:
         return f" (did you mean '{close[0]}'?)"
-    return f" (expected one of: {', '.join(model.model_fields)})"
+    return f" (expected one of: {', '.join(names)})"
 
 
 def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:

@@ -24,16 +24,24 @@ The rules, frame by frame:
   stays open across a settle. The detector does not settle by itself at
   construction: the caller calls ``settle()`` whenever the source opens,
   including the first time.
+
+:class:`StateDetector` does the same for a state zone: each frame brings a
+score per named state; the frame's *candidate* is the best-scoring state if
+that score is at or above ``threshold``, else ``unknown``. A candidate other
+than the current state must be the candidate of ``trigger_frames``
+consecutive frames to become the state, which gives a :class:`StateChange`
+(the first decision too, with ``previous`` None). Settling works as above.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.config import DetectionConfig
+from monitor.config import UNKNOWN, DetectionConfig
 from monitor.exc import ConfigError
 
-__all__ = ["Detector", "EventEnd", "EventStart"]
+__all__ = ["Detector", "EventEnd", "EventStart", "StateChange", "StateDetector"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,3 +239,89 @@ class Detector:
             lowest_frame=self._lowest_frame,
             finished_early=early,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A state zone took a new ``state`` on ``frame`` at ``time``; ``previous`` is None for its first one."""
+
+    state: str
+    previous: str | None
+    frame: int
+    time: float
+    scores: Mapping[str, float]
+
+
+class StateDetector:
+    """Turns per-frame scores of named states into the zone's state, with a trigger run and settling."""
+
+    def __init__(self, *, threshold: float, trigger_frames: int, settle_frames: int) -> None:
+        _check(
+            threshold=threshold,
+            clear_threshold=threshold,
+            trigger_frames=trigger_frames,
+            clear_frames=1,
+            settle_frames=settle_frames,
+        )
+        self.threshold = threshold
+        self.trigger_frames = trigger_frames
+        self.settle_frames = settle_frames
+        self.state: str | None = None
+        self._pending: str | None = None
+        self._run = 0
+        self._settle_left = 0
+
+    @classmethod
+    def from_config(cls, config: DetectionConfig) -> StateDetector:
+        """A detector with the threshold and counts of ``config``."""
+        return cls(threshold=config.threshold, trigger_frames=config.trigger_frames, settle_frames=config.settle_frames)
+
+    def reconfigure(self, config: DetectionConfig) -> None:
+        """Take a new threshold and counts, keeping the state and the current run."""
+        _check(
+            threshold=config.threshold,
+            clear_threshold=config.threshold,
+            trigger_frames=config.trigger_frames,
+            clear_frames=1,
+            settle_frames=config.settle_frames,
+        )
+        self.threshold = config.threshold
+        self.trigger_frames = config.trigger_frames
+        self.settle_frames = config.settle_frames
+        self._settle_left = min(self._settle_left, config.settle_frames)
+
+    @property
+    def settling(self) -> bool:
+        """True while frames after a (re)open are still being ignored."""
+        return self._settle_left > 0
+
+    def settle(self) -> None:
+        """Ignore the next ``settle_frames`` frames; the source just (re)opened."""
+        self._settle_left = self.settle_frames
+        self._pending = None
+        self._run = 0
+
+    def candidate(self, scores: Mapping[str, float]) -> str:
+        """The state these scores point to: the best one at or above the threshold, else ``unknown``."""
+        best = max(scores, key=lambda name: scores[name], default=None)
+        if best is None or not scores[best] >= self.threshold:  # NaN counts as no match
+            return UNKNOWN
+        return best
+
+    def update(self, scores: Mapping[str, float], *, frame: int, now: float) -> StateChange | None:
+        """Feed one frame's scores; return the change of state it completes, if any."""
+        if self._settle_left > 0:
+            self._settle_left -= 1
+            return None
+        candidate = self.candidate(scores)
+        if candidate == self.state:
+            self._pending, self._run = None, 0
+            return None
+        if candidate != self._pending:
+            self._pending, self._run = candidate, 0
+        self._run += 1
+        if self._run < self.trigger_frames:
+            return None
+        previous, self.state = self.state, candidate
+        self._pending, self._run = None, 0
+        return StateChange(state=candidate, previous=previous, frame=frame, time=now, scores=dict(scores))

@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-__all__ = ["annotate", "panels", "put_label", "side_by_side"]
+__all__ = ["ZoneOutline", "annotate", "draw_zones", "panels", "put_label", "side_by_side", "zone_colour"]
 
 WATCHED = (0, 200, 255)  # amber outline of the watched area (BGR)
 CHANGED = (0, 0, 255)  # red boxes around changed regions
+# One colour per zone, in config order (BGR); the first is the one-zone amber.
+ZONE_COLOURS = (WATCHED, (255, 160, 0), (80, 200, 60), (230, 80, 230), (60, 220, 220), (200, 120, 255), (255, 255, 90))
+
+
+def zone_colour(index: int) -> tuple[int, int, int]:
+    """The colour of the zone at ``index`` in config order."""
+    return ZONE_COLOURS[index % len(ZONE_COLOURS)]
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneOutline:
+    """A zone as drawn: its name (with a word such as its state), its mask, its colour, bold or not."""
+
+    label: str
+    mask: np.ndarray | None
+    colour: tuple[int, int, int]
+    bold: bool = False
+
+
+def draw_zones(image: np.ndarray, zones: Sequence[ZoneOutline]) -> None:
+    """Outline each zone on BGR ``image`` in its colour, labelled at its top-left corner, in place.
+
+    A zone without a mask (the whole frame) is outlined along the frame's edge.
+    """
+    thin = max(1, round(max(image.shape[:2]) / 400))
+    scale = max(0.35, image.shape[0] / 900)
+    for zone in zones:
+        mask = zone.mask if zone.mask is not None else np.ones(image.shape[:2], bool)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(image, contours, -1, zone.colour, thin * 3 if zone.bold else thin)
+        x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
+        (w, h), base = cv2.getTextSize(zone.label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = min(max(x + 3, 0), max(image.shape[1] - w - 3, 0))
+        y = min(max(y + 3, 0), max(image.shape[0] - h - base - 3, 0))
+        cv2.rectangle(image, (x, y), (x + w + 4, y + h + base + 2), (0, 0, 0), -1)
+        cv2.putText(image, zone.label, (x + 2, y + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, zone.colour, 1, cv2.LINE_AA)
 
 
 def annotate(

@@ -8,6 +8,7 @@ message on stderr, while the loop (and the pin) keep working.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -17,16 +18,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from monitor.closing import Closing
 from monitor.images import make_folder, write_image_atomic
-from monitor.status import EventRecord
+from monitor.status import EventRecord, FrameStatus, iso_time
 from monitor.throttle import Throttle
 
-__all__ = ["EventLog", "SnapshotStore", "read_events"]
+__all__ = ["EventLog", "ScoreTable", "SnapshotStore", "read_events"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +36,12 @@ WARN_EVERY = 60.0  # seconds between two reports of the same recurring disk prob
 
 
 def _describe(record: EventRecord) -> str:
-    text = f"{record.type.replace('_', ' ')} at frame {record.frame}"
+    if record.type == "state":
+        was = record.extra.get("previous")
+        text = f"{record.zone}: {record.extra.get('state')}" + (f" (was {was})" if was else "")
+        return f"{text} at frame {record.frame}" + (f": snapshot {record.snapshot}" if record.snapshot else "")
+    where = f" in {record.zone}" if record.zone is not None else ""
+    text = f"{record.type.replace('_', ' ')}{where} at frame {record.frame}"
     details = []
     if record.score is not None:
         details.append(f"score {record.score:.3f}")
@@ -270,3 +276,42 @@ class SnapshotStore(Closing):
 
     def close(self) -> None:
         """Nothing to release; here so the store fits the daemon's close-everything path."""
+
+
+class ScoreTable:
+    """A listener writing one CSV row per zone per frame (``monitor replay --scores``).
+
+    Columns: frame, time, zone, score, changed_fraction, changed_pixels,
+    below (1/0), state (the word the status page shows: unchanged, changed,
+    settling, or a state zone's state). A state zone's ``score`` is its best
+    state's, and its changed columns are empty.
+    """
+
+    COLUMNS = ("frame", "time", "zone", "score", "changed_fraction", "changed_pixels", "below", "state")
+
+    def __init__(self, out: IO[str]) -> None:
+        self._writer = csv.writer(out)
+        self._writer.writerow(self.COLUMNS)
+
+    def on_frame(self, status: FrameStatus) -> None:
+        when = iso_time(status.time)
+        for verdict in status.zones:
+            fraction = verdict.changed_fraction
+            self._writer.writerow(
+                [
+                    status.frame,
+                    when,
+                    verdict.zone,
+                    f"{verdict.score:.5f}",
+                    "" if fraction is None else f"{fraction:.5f}",
+                    "" if verdict.changed_pixels is None else verdict.changed_pixels,
+                    int(verdict.below),
+                    verdict.word,
+                ]
+            )
+
+    def on_event(self, record: EventRecord) -> None:
+        """Records are not scores."""
+
+    def close(self) -> None:
+        """The file is the caller's."""

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from monitor.config import MaskConfig
+from monitor.config import Config, MaskConfig
 from monitor.exc import ConfigError
 from monitor.images import ImageFileError, read_gray
 
-__all__ = ["build_mask", "polygons_in_pixels"]
+__all__ = ["build_mask", "polygons_in_pixels", "zone_masks"]
 
 Polygon = Sequence[tuple[float, float]]
 
@@ -60,3 +60,18 @@ def build_mask(config: MaskConfig, *, width: int, height: int) -> np.ndarray | N
             ]
         )
     return watched > 0
+
+
+def zone_masks(config: Config) -> dict[str, np.ndarray | None]:
+    """Every zone's mask, in config order; ConfigError naming each zone's key for every problem."""
+    width, height = config.source.width, config.source.height
+    masks: dict[str, np.ndarray | None] = {}
+    problems: list[str] = []
+    for name, zone in config.zones.items():
+        try:
+            masks[name] = build_mask(zone.mask, width=width, height=height)
+        except ConfigError as exc:
+            problems.extend(f"{config.zone_key(name)}{problem}" for problem in exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return masks

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from monitor.drawing import WATCHED, annotate, put_label, side_by_side
+from monitor.drawing import WATCHED, ZoneOutline, annotate, draw_zones, put_label, side_by_side
 
 __all__ = ["heat_view", "score_plot", "show_picture"]
 
@@ -37,23 +37,33 @@ def show_picture(
     mask: np.ndarray | None = None,
     score: float | None = None,
     frame_label: str = "frame",
+    include_labels: Sequence[str] | None = None,
+    exclude_labels: Sequence[str] | None = None,
+    zones: Sequence[ZoneOutline] = (),
 ) -> np.ndarray:
     """Reference with numbered polygons | frame with outline and score | heat view, one BGR picture.
 
-    ``include``/``exclude``: int (N, 2) pixel polygons (``mask.polygons_in_pixels``).
-    ``similarity``: the full-size local map, NaN outside the watched pixels
-    (``Comparator.similarity_map``).
+    ``include``/``exclude``: int (N, 2) pixel polygons (``mask.polygons_in_pixels``),
+    labelled 1, 2, ... and x1, x2, ... unless ``include_labels``/``exclude_labels``
+    name them. ``similarity``: the full-size local map, NaN outside the watched
+    pixels (``Comparator.similarity_map``). ``zones``: outlines to draw on the
+    frame, labelled, instead of the plain outline of ``mask``.
     """
     left = annotate(reference)
     _fitting_label(left, f"reference: {len(include)} include, {len(exclude)} exclude", "reference")
     thickness = max(1, round(max(reference.shape) / 320))
-    for group, colour, prefix in ((include, INCLUDE, ""), (exclude, EXCLUDE, "x")):
+    for group, names, colour, prefix in (
+        (include, include_labels, INCLUDE, ""),
+        (exclude, exclude_labels, EXCLUDE, "x"),
+    ):
         for number, polygon in enumerate(group, start=1):
             cv2.polylines(left, [polygon.reshape(-1, 1, 2)], True, colour, thickness, cv2.LINE_AA)
             # Include numbers in a corner, exclude numbers in the middle: exclusions
             # usually sit inside an include polygon, and the labels must not cover each other.
-            _number(left, f"{prefix}{number}", polygon, colour, corner=not prefix)
-    middle = annotate(frame, mask=mask)
+            text = names[number - 1] if names is not None else f"{prefix}{number}"
+            _number(left, text, polygon, colour, corner=not prefix)
+    middle = annotate(frame, mask=None if zones else mask)
+    draw_zones(middle, zones)
     scored = "" if score is None else f"  score {score:.4f}"
     _fitting_label(middle, frame_label + scored, ("frame" + scored) if scored else "frame")
     right = heat_view(similarity, background=reference, mask=mask)

@@ -8,16 +8,20 @@ queue.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
-__all__ = ["EventRecord", "FrameStatus", "Listener", "iso_time"]
+from monitor.detector import EventEnd, EventStart, StateChange
+
+__all__ = ["EventRecord", "FrameStatus", "Listener", "Scene", "Verdict", "iso_time"]
 
 State = Literal["unchanged", "changed", "settling", "camera_lost"]
-EventType = Literal["event_start", "event_end", "camera_lost", "camera_found"]
+EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found"]
+Box = tuple[int, int, int, int]
 
 
 def iso_time(timestamp: float) -> str:
@@ -25,51 +29,151 @@ def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
 
 
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """What frames are judged against, for pictures: the reference and each zone's mask (None = whole frame).
+
+    ``masks`` and ``kinds`` (``change``/``state``) are keyed by zone name, in config order.
+    """
+
+    picture: np.ndarray
+    masks: Mapping[str, np.ndarray | None]
+    kinds: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one zone made of one frame.
+
+    ``kind``: ``change`` (compared with the scene's reference) or ``state``
+    (compared with each of its state references). ``score``: a change zone's
+    masked mean similarity, a state zone's best state's. ``state``: a change
+    zone's ``unchanged``/``changed``; a state zone's current state (``unknown``
+    when no state matches), None before its first decision. ``settling``: the
+    frame was one of those ignored after the camera (re)opened.
+    ``active``: what the zone's pin should show (an event is open, or the
+    state is one of ``gpio.on_states``). ``started``/``ended``/``changed_to``:
+    the transition this frame made, if any; ``boxes`` are filled on the frame
+    an event starts.
+    """
+
+    zone: str
+    kind: Literal["change", "state"]
+    score: float
+    state: str | None
+    settling: bool
+    active: bool
+    threshold: float
+    clear_threshold: float
+    changed_fraction: float | None = None
+    changed_pixels: int | None = None
+    scores: Mapping[str, float] | None = None
+    boxes: list[Box] = field(default_factory=list)
+    started: EventStart | None = None
+    ended: EventEnd | None = None
+    changed_to: StateChange | None = None
+
+    @property
+    def below(self) -> bool:
+        """The frame counts against the zone: under the threshold (change), or matching no state."""
+        return not self.score >= self.threshold  # NaN counts as below
+
+    @property
+    def word(self) -> str:
+        """The zone's state in one word, as the status page, CSV and MQTT say it."""
+        if self.kind == "change":
+            if self.state == "changed":
+                return "changed"
+            return "settling" if self.settling else "unchanged"
+        if self.state is None:
+            return "settling" if self.settling else "waiting"
+        return self.state
+
+
 @dataclass(frozen=True, slots=True)
 class FrameStatus:
-    """One scored frame, as the loop saw it.
+    """One scored frame, as the loop saw it: a :class:`Verdict` per zone, in config order.
 
     ``image`` is the grayscale frame itself (do not modify it; copy it if you
-    keep it past the call). ``boxes`` are filled only on frames where they were
-    computed (event start), otherwise empty.
+    keep it past the call). ``state`` sums the change zones up: ``changed``
+    while any has an event open, ``settling`` while frames are ignored,
+    else ``unchanged``.
     """
 
     frame: int
     time: float
-    score: float
-    changed_fraction: float
-    below: bool
     state: State
-    threshold: float
-    clear_threshold: float
     processing_seconds: float
+    zones: tuple[Verdict, ...]
     image: np.ndarray | None = None
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        verdicts: Sequence[Verdict],
+        *,
+        frame: int,
+        time: float,
+        processing_seconds: float,
+        image: np.ndarray | None = None,
+    ) -> FrameStatus:
+        """The status of a frame with these verdicts, its ``state`` summed up from them."""
+        state: State = "unchanged"
+        for verdict in verdicts:
+            if verdict.kind == "change" and verdict.state == "changed":
+                state = "changed"
+                break
+            if verdict.settling:
+                state = "settling"
+        return cls(
+            frame=frame,
+            time=time,
+            state=state,
+            processing_seconds=processing_seconds,
+            zones=tuple(verdicts),
+            image=image,
+        )
+
+    @property
+    def score(self) -> float:
+        """The lowest score of any zone (NaN when none scored)."""
+        return min((verdict.score for verdict in self.zones), default=float("nan"))
+
+    def zone(self, name: str) -> Verdict:
+        """The verdict of the zone called ``name`` (KeyError if there is none)."""
+        for verdict in self.zones:
+            if verdict.zone == name:
+                return verdict
+        raise KeyError(name)
 
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """One line of the event log; ``to_json()`` is exactly what is written there."""
+    """One line of the event log; ``to_json()`` is exactly what is written there.
+
+    ``zone`` names the zone of zone records and is None for camera records.
+    A ``state`` record carries ``state``, ``previous`` and ``scores`` in ``extra``.
+    """
 
     type: EventType
     time: float
     frame: int
+    zone: str | None = None
     score: float | None = None
     changed_fraction: float | None = None
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
     snapshot: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": self.type,
-            "time": iso_time(self.time),
-            "frame": self.frame,
-            "score": None if self.score is None else round(self.score, 5),
-            "changed_fraction": None if self.changed_fraction is None else round(self.changed_fraction, 5),
-            "boxes": [list(box) for box in self.boxes],
-            "snapshot": self.snapshot,
-        }
+        out: dict[str, Any] = {"type": self.type, "time": iso_time(self.time), "frame": self.frame}
+        if self.zone is not None:
+            out["zone"] = self.zone
+        if self.type != "state":
+            out["score"] = None if self.score is None else round(self.score, 5)
+            out["changed_fraction"] = None if self.changed_fraction is None else round(self.changed_fraction, 5)
+            out["boxes"] = [list(box) for box in self.boxes]
+        out["snapshot"] = self.snapshot
         out.update(self.extra)
         return out
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 
 from monitor.closing import Closing
-from monitor.status import EventRecord, FrameStatus
+from monitor.status import EventRecord, FrameStatus, Verdict
 
 __all__ = ["Notifier"]
 
@@ -187,10 +187,20 @@ def _one_line(text: str) -> str:
 
 
 def _frame_text(status: FrameStatus) -> str:
-    return f"{status.state}: score {status.score:.4f} (threshold {status.threshold:.2f}), frame {status.frame}"
+    if len(status.zones) == 1:
+        only = status.zones[0]
+        return f"{status.state}: score {only.score:.4f} (threshold {only.threshold:.2f}), frame {status.frame}"
+    zones = ", ".join(_zone_text(verdict) for verdict in status.zones)
+    return f"{status.state}: {zones}; frame {status.frame}"
+
+
+def _zone_text(verdict: Verdict) -> str:
+    return f"{verdict.zone} {verdict.word} {verdict.score:.4f} (threshold {verdict.threshold:.2f})"
 
 
 def _event_text(record: EventRecord) -> str:
     what = record.type.replace("_", " ")
+    if record.zone is not None:
+        what = f"{record.zone}: " + (str(record.extra.get("state")) if record.type == "state" else what)
     score = "" if record.score is None else f", score {record.score:.4f}"
     return f"{what} at frame {record.frame}{score}"

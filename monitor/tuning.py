@@ -25,14 +25,14 @@ halfway from it back to the centre.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from monitor.exc import MonitorError
 
-__all__ = ["MIN_SCORES", "Suggestion", "suggest_thresholds"]
+__all__ = ["MIN_SCORES", "StateMargin", "Suggestion", "state_margin", "suggest_thresholds"]
 
 MIN_SCORES = 10
 ROBUST_FRACTION = 0.3  # share of changed frames the suggestion is built to withstand
@@ -128,3 +128,70 @@ def _upper_cluster(values: np.ndarray) -> tuple[float, float]:
     p75, p90 = np.percentile(values, [75, 90])
     spread = float(p90 - p75) / (_Z90 - _Z75)
     return float(p75) - _Z75 * spread, spread
+
+
+@dataclass(frozen=True, slots=True)
+class StateMargin:
+    """How far apart a state zone's states score over a tuning run.
+
+    ``matched``: frames whose best state scored at or above ``threshold``, by
+    state; ``unknown``: frames where none did. ``best`` and ``runner_up``:
+    median scores of the best and the second-best state; ``margin``: the 5th
+    percentile of (best - second best), the gap a user can count on.
+    """
+
+    count: int
+    threshold: float
+    matched: dict[str, int]
+    unknown: int
+    best: float
+    runner_up: float | None
+    margin: float | None
+
+    def explanation(self) -> str:
+        """A few lines a user can act on."""
+        matched = ", ".join(f"{name} {frames}" for name, frames in self.matched.items() if frames) or "none"
+        lines = [f"{self.count} frames: matched {matched}, unknown {self.unknown} (threshold {self.threshold:g})"]
+        if self.runner_up is None or self.margin is None:
+            lines.append(f"best state's median score {self.best:.4f}; one state only, so no margin to another")
+        else:
+            lines.append(
+                f"best state's median score {self.best:.4f}, the next best's {self.runner_up:.4f}: "
+                f"margin {self.margin:.4f} (5th percentile of best - next best)"
+            )
+            if self.margin < 0.05:
+                lines.append(
+                    "the states look alike here: watch a smaller area where they differ, or take their pictures again"
+                )
+        return "\n".join(lines)
+
+
+def state_margin(scores: Sequence[Mapping[str, float] | None], *, threshold: float) -> StateMargin:
+    """Summarise a state zone's per-frame state scores (see :class:`StateMargin`)."""
+    frames = [frame for frame in scores if frame]
+    if not frames:
+        raise MonitorError("no frame was scored: nothing to say about the states")
+    names = list(frames[0])
+    matched = dict.fromkeys(names, 0)
+    unknown = 0
+    best, second = [], []
+    for frame in frames:
+        ranked = sorted(frame.values(), reverse=True)
+        top = max(frame, key=lambda name: frame[name])
+        if frame[top] >= threshold:
+            matched[top] += 1
+        else:
+            unknown += 1
+        best.append(ranked[0])
+        if len(ranked) > 1:
+            second.append(ranked[1])
+    gaps = np.subtract(best, second) if second else None
+    return StateMargin(
+        count=len(frames),
+        threshold=threshold,
+        matched=matched,
+        unknown=unknown,
+        best=float(np.median(best)),
+        runner_up=float(np.median(second)) if second else None,
+        margin=float(np.percentile(gaps, 5)) if gaps is not None else None,
+    )

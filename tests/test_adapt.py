@@ -163,7 +163,7 @@ def test_daemon_adaptation_turns_a_permanent_alarm_from_slow_drift_into_none(
 
     monitor = replay(tmp_path, config_text(adapt="enabled: true, rate: 0.3"), factory)
     assert event_types(tmp_path) == []  # ...unless the reference follows it
-    assert monitor.last_status is not None and monitor.last_status.score > 0.9
+    assert monitor.actions.last_status is not None and monitor.actions.last_status.score > 0.9
     # A replay adapts in memory only: the reference file is as it was.
     assert np.array_equal(read_gray(tmp_path / "reference.png"), background())
 
@@ -178,11 +178,12 @@ def test_daemon_never_learns_an_object_that_stays_during_an_event(tmp_path: Path
     events = read_events(tmp_path / "events.jsonl")
     assert [(e["type"], e.get("reason")) for e in events] == [("event_start", None), ("event_end", "source ended")]
     assert events[0]["frame"] == 32
-    assert monitor.adapter is not None and monitor.adapter.blends > 0  # it did adapt before the cup came
+    adapter = monitor.watches.adapter
+    assert adapter is not None and adapter.blends > 0  # it did adapt before the cup came
     # The cup is not in the reference: still the background there, within noise.
-    cup_area = monitor.reference[CUP].astype(int) - base[CUP].astype(int)
+    cup_area = monitor.watches.reference[CUP].astype(int) - base[CUP].astype(int)
     assert np.abs(cup_area).mean() < 3
-    assert monitor.last_status is not None and monitor.last_status.score < 0.85
+    assert monitor.actions.last_status is not None and monitor.actions.last_status.score < 0.85
 
 
 def test_daemon_saves_the_adapted_reference_atomically_while_running(
@@ -191,14 +192,14 @@ def test_daemon_saves_the_adapted_reference_atomically_while_running(
     # 50 fps: a blend every 50 unchanged frames (about once a second), i.e. at frames 53 and 103.
     write_video(tmp_path, drift_frames(110, to_gain=0.8))
     text = config_text(adapt="enabled: true, rate: 0.5, save_seconds: 0.5", fps=50)
-    with caplog.at_level(logging.INFO, logger="monitor.daemon"):
+    with caplog.at_level(logging.INFO, logger="monitor"):
         monitor = replay(tmp_path, text, factory, realtime=True)
     messages = [r.getMessage() for r in caplog.records]
     saves = [i for i, m in enumerate(messages) if "saved the adapted reference" in m]
     ended = next(i for i, m in enumerate(messages) if "recording ended" in m)
     assert len(saves) == 2 and saves[-1] < ended  # both while running, every save_seconds at most
     saved = read_gray(tmp_path / "reference.png")
-    assert np.array_equal(saved, monitor.reference)
+    assert np.array_equal(saved, monitor.watches.reference)
     assert saved.mean() < background().mean() - 5  # darker, like the scene
     assert event_types(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "config.yaml", "events.jsonl", "reference.png"]
@@ -220,14 +221,14 @@ def test_light_switched_off_with_adaptation_reseeds_and_starts_no_event(
     (tmp_path / "events.jsonl").unlink()
 
     switch = ", lightswitch_fraction: 0.75"
-    with caplog.at_level(logging.INFO, logger="monitor.daemon"):
+    with caplog.at_level(logging.INFO, logger="monitor"):
         monitor = replay(tmp_path, config_text(adapt="enabled: true", detection=switch), factory)
     assert event_types(tmp_path) == []
     switches = [r for r in caplog.records if "light switch" in r.getMessage()]
     assert len(switches) == 1 and "frame 30" in switches[0].getMessage()
     assert any("now shows the new light" in r.getMessage() for r in caplog.records)
-    assert monitor.reference.mean() < background().mean() * 0.5
-    assert monitor.last_status is not None and monitor.last_status.score > 0.9
+    assert monitor.watches.reference.mean() < background().mean() * 0.5
+    assert monitor.actions.last_status is not None and monitor.actions.last_status.score > 0.9
 
 
 def test_light_flash_without_adaptation_settles_and_warns(
@@ -239,7 +240,7 @@ def test_light_flash_without_adaptation_settles_and_warns(
     assert event_types(tmp_path) == ["event_start", "event_end"]
     (tmp_path / "events.jsonl").unlink()
 
-    with caplog.at_level(logging.WARNING, logger="monitor.daemon"):
+    with caplog.at_level(logging.WARNING, logger="monitor"):
         replay(tmp_path, config_text(detection=", lightswitch_fraction: 0.75"), factory)
     assert event_types(tmp_path) == []
     messages = [r.getMessage() for r in caplog.records]

@@ -30,7 +30,7 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
 def test_check_ok_on_the_shipped_example() -> None:
     result = run("check", PROJECT / "config.yaml")
     assert result.returncode == 0
-    assert result.stdout == "ok\n"
+    assert result.stdout.splitlines() == ["ok", "zone main: change, threshold 0.9, pin 17"]
 
 
 def test_check_lists_each_problem_and_exits_2(write_config: Callable[[str], Path]) -> None:

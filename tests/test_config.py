@@ -25,7 +25,7 @@ def test_the_shipped_example_is_valid() -> None:
     config = load_config(PROJECT / "config.yaml")
     assert config.source.kind == "picamera"
     assert config.detection.threshold == 0.90
-    assert config.gpio.on_fault == "off"  # YAML's bare `off` is read as the word, not false
+    assert config.zones["main"].gpio.on_fault == "off"  # YAML's bare `off` is read as the word, not false
 
 
 def test_empty_file_gives_the_documented_defaults() -> None:
@@ -34,7 +34,8 @@ def test_empty_file_gives_the_documented_defaults() -> None:
     assert (config.source.width, config.source.height, config.source.fps) == (640, 480, 5.0)
     assert (config.detection.threshold, config.detection.clear_threshold) == (0.90, 0.93)
     assert (config.detection.trigger_frames, config.detection.clear_frames) == (3, 5)
-    assert (config.gpio.pin, config.gpio.active_high, config.gpio.mode) == (17, True, "hold")
+    gpio = config.zones["main"].gpio
+    assert (gpio.pin, gpio.active_high, gpio.mode) == (17, True, "hold")
 
 
 def test_models_are_frozen() -> None:
@@ -143,8 +144,8 @@ def test_problems_name_the_actual_file(write_config: WriteConfig) -> None:
 
 
 def test_yaml_on_off_words_for_on_fault() -> None:
-    assert parse_config("gpio: {on_fault: on}").gpio.on_fault == "on"
-    assert parse_config("gpio: {on_fault: keep}").gpio.on_fault == "keep"
+    assert parse_config("gpio: {on_fault: on}").zones["main"].gpio.on_fault == "on"
+    assert parse_config("gpio: {on_fault: keep}").zones["main"].gpio.on_fault == "keep"
 
 
 def test_config_error_is_a_value_error() -> None:

@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory
 
 from monitor.config import load_config
 from monitor.daemon import Monitor
-from monitor.events import read_events
+from monitor.events import ScoreTable, read_events
 from monitor.exc import ReferenceImageError
 from monitor.status import FrameStatus
 from tests.scenes import HEIGHT, WIDTH, clip_config, write_clip
@@ -77,7 +77,7 @@ def test_change_outside_the_mask_makes_no_event(tmp_path: Path, factory: MockFac
         )
     )
     monitor = replay(path, factory)
-    assert monitor.events == 0
+    assert monitor.actions.events == 0
     assert not (tmp_path / "events.jsonl").exists() or read_events(tmp_path / "events.jsonl") == []
     assert pin_levels(factory) == [False]
 
@@ -108,14 +108,16 @@ def test_scores_csv_has_a_row_per_frame(tmp_path: Path, factory: MockFactory) ->
     path = tmp_path / "config.yaml"
     path.write_text(clip_config(clip))
     with open(tmp_path / "scores.csv", "w", newline="") as scores:
-        replay(path, factory, scores=scores)
+        replay(path, factory, listeners=[ScoreTable(scores)])
     rows = list(csv.DictReader((tmp_path / "scores.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["frame", "time", "score", "changed_fraction", "below", "state"]
+    assert list(rows[0]) == ["frame", "time", "zone", "score", "changed_fraction", "changed_pixels", "below", "state"]
     assert [int(r["frame"]) for r in rows] == list(range(30))
+    assert {r["zone"] for r in rows} == {"main"}
     below = [int(r["below"]) for r in rows]
     assert below[:10] == [0] * 10 and below[10:20] == [1] * 10 and below[20:] == [0] * 10
     assert all((float(r["score"]) < 0.85) == bool(int(r["below"])) for r in rows)
     states = [r["state"] for r in rows]
+    assert states[:2] == ["settling"] * 2  # as the status page and MQTT say it
     assert states[11] == "unchanged" and states[12] == "changed" and states[22] == "unchanged"
 
 
@@ -207,7 +209,7 @@ def test_a_monitor_closed_without_running_releases_the_pin(tmp_path: Path, facto
     path = tmp_path / "config.yaml"
     path.write_text(clip_config(clip))
     with Monitor(load_config(path), config_path=path, realtime=False, pin_factory=factory) as monitor:
-        monitor.output.on()
+        monitor.actions.outputs["main"].on()
         assert factory.pin(17).state
     assert not factory.pin(17).state
     monitor.close()  # a second close does nothing

@@ -34,6 +34,7 @@ from monitor.config import load_config
 from monitor.daemon import Monitor
 from monitor.events import read_events
 from monitor.exc import SourceError
+from monitor.integrations.hooks import HookRunner
 from monitor.status import EventRecord, FrameStatus
 from tests import fake_picamera2
 from tests.scenes import clip_config, object_patch, write_clip
@@ -194,11 +195,10 @@ def test_camera_lost_is_reopened_with_capped_backoff_and_found_again(
     path = write_config(tmp_path, gpio={"on_fault": on_fault}, hooks={"on_camera_lost": hook, "on_camera_found": hook})
     cable = Cable(monkeypatch, factory, pull_at=8, failed_opens=8, stop_at=14)
     config = load_config(path)
-    monitor = Monitor(
-        config, config_path=path, pin_factory=factory, listeners=[cable], sleep=cable.sleep, integrations=True
-    )
+    runner = HookRunner(config.hooks)
+    monitor = Monitor(config, config_path=path, pin_factory=factory, listeners=[cable, runner], sleep=cable.sleep)
     cable.monitor = monitor
-    with caplog.at_level(logging.INFO, logger="monitor"):
+    with caplog.at_level(logging.INFO, logger="monitor"), runner:
         monitor.run()
 
     events = read_events(tmp_path / "events.jsonl")
@@ -250,7 +250,7 @@ def test_camera_that_never_comes_back_gives_up_with_the_pin_inactive(
     assert sum(cable.delays) <= 1.2 + 1e-9  # the last wait is cut to the time left, not a whole back-off step
     assert cable.pin_meanwhile == [True] * len(cable.delays)
     assert levels(factory) == [False, True, False]  # on_fault: on while lost, inactive once given up
-    assert not monitor.output.is_active
+    assert not monitor.actions.outputs["main"].is_active
 
 
 # --- a frame of the wrong size, empty, or undecodable --------------------------------------------
@@ -527,7 +527,7 @@ monitor = Monitor(load_config(path), config_path=path, realtime=False, pin_facto
 # few lines fit, a snapshot does not.
 resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 summary = monitor.run()
-print(json.dumps([summary.frames, summary.events, monitor.output.device is None]))
+print(json.dumps([summary.frames, summary.events, monitor.actions.outputs["main"].device is None]))
 """
 
 

@@ -125,7 +125,7 @@ def test_random_config_documents_give_a_config_or_one_line_per_problem_naming_th
                 assert key_named(problem, document), (problem, document)
             return
         try:
-            mask = build_mask(config.mask, width=config.source.width, height=config.source.height)
+            mask = build_mask(config.zones["main"].mask, width=config.source.width, height=config.source.height)
         except ConfigError as exc:
             assert all(problem.startswith("mask") for problem in exc.problems), exc.problems
             return
@@ -211,7 +211,7 @@ def test_mask_polygons_are_refused_at_load_or_watch_something(case: tuple[int, i
         return
     assert not bad
     try:
-        mask = build_mask(config.mask, width=width, height=height)
+        mask = build_mask(config.zones["main"].mask, width=width, height=height)
     except ConfigError as exc:
         assert [p.split(":")[0] for p in exc.problems] == ["mask"]  # nothing left to watch, said at load time
         return

@@ -22,6 +22,7 @@ from monitor.config import MqttConfig
 from monitor.exc import ConfigError
 from monitor.integrations.mqtt import MqttPublisher, node_id
 from monitor.status import EventRecord, FrameStatus
+from tests import statuses
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 if not Path(MOSQUITTO).exists():
@@ -186,17 +187,9 @@ def publish(broker: Broker) -> Iterator[Callable[..., MqttPublisher]]:
 
 
 def frame(index: int, *, state: str = "unchanged", score: float = 0.98, at: float | None = None) -> FrameStatus:
-    return FrameStatus(
-        frame=index,
-        time=1_800_000_000.0 + index if at is None else at,
-        score=score,
-        changed_fraction=0.0 if state == "unchanged" else 0.3,
-        below=state == "changed",
-        state=state,  # type: ignore[arg-type]
-        threshold=0.9,
-        clear_threshold=0.93,
-        processing_seconds=0.01,
-    )
+    if state == "changed" and score >= 0.9:
+        score = 0.8
+    return statuses.status(index, statuses.change(score=score, changed=state == "changed"), time=at)
 
 
 def event(index: int, kind: str = "event_start") -> EventRecord:

@@ -18,6 +18,7 @@ import pytest
 from monitor.config import parse_config
 from monitor.status import EventRecord, FrameStatus, Listener
 from monitor.systemd import Notifier
+from tests import statuses
 from tests.notify_socket import NotifySocket
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +43,7 @@ def sd(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 def frame_status(frame: int, *, score: float = 0.97, state: str = "unchanged") -> FrameStatus:
-    return FrameStatus(
-        frame=frame,
-        time=1_800_000_000.0 + frame,
-        score=score,
-        changed_fraction=0.0,
-        below=score < 0.9,
-        state=state,  # type: ignore[arg-type]
-        threshold=0.9,
-        clear_threshold=0.93,
-        processing_seconds=0.01,
-    )
+    return statuses.status(frame, statuses.change(score=score, changed=state == "changed"))
 
 
 # --- the protocol ---
@@ -406,6 +397,6 @@ def test_absolute_paths_null_snapshots_and_the_long_reference_form_are_handled(t
     )
     config = parse_config(render_config(source), base_dir=Path("/etc/monitor"))
     assert config.reference.path == Path("/var/lib/monitor/scene/reference.png")
-    assert config.mask.image == Path("/etc/monitor/mask.png")  # read-only input: stays beside the config
+    assert config.zones["main"].mask.image == Path("/etc/monitor/mask.png")  # read-only input: stays beside the config
     assert config.events.log == Path("/srv/monitor/events.jsonl")
     assert config.events.snapshots is None

@@ -2,7 +2,9 @@
 
 A hook is an argument list run without a shell. The event reaches it only
 through environment variables, never through its command line:
-``MONITOR_EVENT`` (event_start, event_end, camera_lost, camera_found),
+``MONITOR_EVENT`` (event_start, event_end, state, camera_lost, camera_found),
+``MONITOR_ZONE`` (empty for camera records), ``MONITOR_STATE`` and
+``MONITOR_PREVIOUS_STATE`` (state records; empty otherwise),
 ``MONITOR_TIME`` (ISO-8601), ``MONITOR_TIMESTAMP`` (Unix seconds),
 ``MONITOR_FRAME``, ``MONITOR_SCORE``, ``MONITOR_CHANGED_FRACTION``,
 ``MONITOR_BOXES`` (JSON ``[[x, y, w, h], ...]``), ``MONITOR_SNAPSHOT``
@@ -47,6 +49,10 @@ def hook_environment(record: EventRecord, *, base: Mapping[str, str] | None = No
         env[_variable_name(key)] = _variable_value(value)
     env["MONITOR_EVENT"] = record.type
     env["MONITOR_TIMESTAMP"] = f"{record.time:.3f}"
+    env["MONITOR_ZONE"] = record.zone or ""
+    env["MONITOR_STATE"] = _variable_value(record.extra.get("state"))
+    env["MONITOR_PREVIOUS_STATE"] = _variable_value(record.extra.get("previous"))
+    env.pop("MONITOR_PREVIOUS", None)  # the same as MONITOR_PREVIOUS_STATE, under one name only
     return env
 
 
@@ -84,6 +90,7 @@ class HookRunner(Closing):
         self._commands: dict[str, list[str] | None] = {
             "event_start": config.on_event_start,
             "event_end": config.on_event_end,
+            "state": config.on_state_change,
             "camera_lost": config.on_camera_lost,
             "camera_found": config.on_camera_found,
         }
@@ -93,6 +100,9 @@ class HookRunner(Closing):
         self._running: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Nothing to start: the worker thread starts with the first hook."""
 
     def on_frame(self, status: FrameStatus) -> None:
         """Frames start no hooks."""

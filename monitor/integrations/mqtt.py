@@ -2,9 +2,16 @@
 
 Topics under ``<prefix>`` (default ``monitor/<hostname>``): ``availability``
 (``online``/``offline``, retained, ``offline`` also as the last will),
-``state`` (``ON`` during an event, ``OFF`` otherwise, retained), ``score``
-(at most one per ``score_interval``) and ``event`` (one JSON object per event
-record, as written to the event log).
+``event`` (one JSON object per event record, as written to the event log), and
+per zone ``<zone>/state`` (a change zone: ``ON`` during an event, ``OFF``
+otherwise; a state zone: its state's name; retained) and ``<zone>/score`` (at
+most one per ``score_interval``). A config without ``zones:`` keeps the
+topics it always had, ``state`` and ``score`` right under the prefix, and the
+entities Home Assistant already knows.
+
+Home Assistant discovery makes one device with, per zone, a ``binary_sensor``
+(change zone) or an ``enum`` ``sensor`` whose options are the states and
+``unknown`` (state zone), and a score ``sensor``.
 
 paho runs its own network thread and reconnects with back-off. Events are
 handed to paho only while connected; in between they wait in a bounded queue
@@ -16,25 +23,28 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import re
 import socket
 import threading
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor import __version__
 from monitor.closing import Closing
-from monitor.config import MqttConfig
+from monitor.config import LEGACY_ZONE, UNKNOWN, MqttConfig, ZoneConfig
 from monitor.exc import ConfigError
-from monitor.status import EventRecord, FrameStatus
+from monitor.status import EventRecord, FrameStatus, Verdict
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["MqttPublisher", "discovery_messages", "node_id"]
+__all__ = ["MqttPublisher", "ZoneTopics", "discovery_messages", "node_id", "zone_topics"]
 
 _log = logging.getLogger(__name__)
 
@@ -48,10 +58,39 @@ def node_id(hostname: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", hostname) or "monitor"
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneTopics:
+    """One zone as published: its topics, its kind and (state zone) its state names."""
+
+    name: str
+    kind: str
+    states: tuple[str, ...]
+    state_topic: str
+    score_topic: str
+    entity: str  # what unique ids and discovery topics say for the zone ("" for a config without zones:)
+
+
+def zone_topics(prefix: str, zones: Mapping[str, ZoneConfig] | None) -> list[ZoneTopics]:
+    """Each zone's topics; ``zones`` None is a config without ``zones:`` (one change zone, the old topics)."""
+    if zones is None:
+        return [ZoneTopics(LEGACY_ZONE, "change", (), f"{prefix}/state", f"{prefix}/score", "")]
+    return [
+        ZoneTopics(
+            name,
+            zone.kind,
+            tuple(zone.states or ()),
+            f"{prefix}/{name}/state",
+            f"{prefix}/{name}/score",
+            name,
+        )
+        for name, zone in zones.items()
+    ]
+
+
 def discovery_messages(
-    *, discovery_prefix: str, topic_prefix: str, node: str, device_class: str, device_name: str
+    *, discovery_prefix: str, topic_prefix: str, node: str, device_class: str, device_name: str, zones: list[ZoneTopics]
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The retained Home Assistant discovery configs: (topic, payload) for the binary sensor and the score."""
+    """The retained Home Assistant discovery configs, (topic, payload): per zone its state entity and its score."""
     device = {
         "identifiers": [f"monitor_{node}"],
         "name": device_name,
@@ -63,30 +102,40 @@ def discovery_messages(
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
     }
-    change = {
-        "name": "Change",
-        "unique_id": f"monitor_{node}_change",
-        "state_topic": f"{topic_prefix}/state",
-        "payload_on": ON,
-        "payload_off": OFF,
-        "device_class": device_class,
-        **availability,
-        "device": device,
-    }
-    score = {
-        "name": "Score",
-        "unique_id": f"monitor_{node}_score",
-        "state_topic": f"{topic_prefix}/score",
-        "state_class": "measurement",
-        "suggested_display_precision": 3,
-        "icon": "mdi:image-search",
-        **availability,
-        "device": device,
-    }
-    return [
-        (f"{discovery_prefix}/binary_sensor/{node}/change/config", change),
-        (f"{discovery_prefix}/sensor/{node}/score/config", score),
-    ]
+    messages = []
+    for zone in zones:
+        ident = f"{node}_{zone.entity}" if zone.entity else node
+        object_id = f"{zone.entity}_" if zone.entity else ""
+        if zone.kind == "change":
+            entity: dict[str, Any] = {
+                "name": zone.entity or "Change",
+                "unique_id": f"monitor_{ident}_change",
+                "state_topic": zone.state_topic,
+                "payload_on": ON,
+                "payload_off": OFF,
+                "device_class": device_class,
+            }
+            messages.append((f"{discovery_prefix}/binary_sensor/{node}/{object_id}change/config", entity))
+        else:
+            entity = {
+                "name": zone.entity,
+                "unique_id": f"monitor_{ident}_state",
+                "state_topic": zone.state_topic,
+                "device_class": "enum",
+                "options": [*zone.states, UNKNOWN],
+                "icon": "mdi:shape-outline",
+            }
+            messages.append((f"{discovery_prefix}/sensor/{node}/{object_id}state/config", entity))
+        score = {
+            "name": f"{zone.entity} score" if zone.entity else "Score",
+            "unique_id": f"monitor_{ident}_score",
+            "state_topic": zone.score_topic,
+            "state_class": "measurement",
+            "suggested_display_precision": 3,
+            "icon": "mdi:image-search",
+        }
+        messages.append((f"{discovery_prefix}/sensor/{node}/{object_id}score/config", score))
+    return [(topic, {**payload, **availability, "device": device}) for topic, payload in messages]
 
 
 class MqttPublisher(Closing):
@@ -98,7 +147,14 @@ class MqttPublisher(Closing):
     restarted service takes over its own stale session at once.
     """
 
-    def __init__(self, config: MqttConfig, *, hostname: str | None = None, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        zones: Mapping[str, ZoneConfig] | None = None,
+        hostname: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         from paho.mqtt.client import CallbackAPIVersion, Client
 
         self.config = config
@@ -106,8 +162,7 @@ class MqttPublisher(Closing):
         self.node = node_id(self.hostname)
         self.prefix = _topic_prefix(config, self.node)
         self.availability_topic = f"{self.prefix}/availability"
-        self.state_topic = f"{self.prefix}/state"
-        self.score_topic = f"{self.prefix}/score"
+        self.zones = {zone.name: zone for zone in zone_topics(self.prefix, zones)}
         self.event_topic = f"{self.prefix}/event"
         self.ha_status_topic = None if config.discovery_prefix is None else f"{config.discovery_prefix}/status"
 
@@ -117,7 +172,7 @@ class MqttPublisher(Closing):
         self._started = False
         self._closed = False
         self._pending: deque[str] = deque()
-        self._state: str | None = None
+        self._states: dict[str, str] = {}  # zone -> the payload last published on its state topic
         self._last_score_time: float | None = None
         self._failures = 0
 
@@ -155,18 +210,25 @@ class MqttPublisher(Closing):
         self._client.loop_start()
 
     def on_frame(self, status: FrameStatus) -> None:
-        """Publish the state when it changes and the score at most once per ``score_interval``."""
-        state = ON if status.state == "changed" else OFF
+        """Publish each zone's state when it changes and the scores at most once per ``score_interval``."""
         with self._lock:
             if self._closed:
                 return
-            if state != self._state:
-                self._state = state
-                if self._connected:
-                    self._client.publish(self.state_topic, state, qos=self.config.qos, retain=True)
+            for verdict in status.zones:
+                zone = self.zones.get(verdict.zone)
+                if zone is None:
+                    continue  # a zone added by a reload: its topics come with the next restart
+                payload = _state_payload(verdict)
+                if payload is not None and payload != self._states.get(zone.name):
+                    self._states[zone.name] = payload
+                    if self._connected:
+                        self._client.publish(zone.state_topic, payload, qos=self.config.qos, retain=True)
             if self._connected and self._score_due(status.time):
                 self._last_score_time = status.time
-                self._client.publish(self.score_topic, f"{status.score:.5f}", qos=0)
+                for verdict in status.zones:
+                    zone = self.zones.get(verdict.zone)
+                    if zone is not None and math.isfinite(verdict.score):
+                        self._client.publish(zone.score_topic, f"{verdict.score:.5f}", qos=0)
 
     def on_event(self, record: EventRecord) -> None:
         """Publish the record's JSON, or queue it (bounded, oldest dropped) until the broker is back."""
@@ -228,8 +290,8 @@ class MqttPublisher(Closing):
                 client.subscribe(self.ha_status_topic, qos=1)
             client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
             self._publish_discovery()
-            if self._state is not None:
-                client.publish(self.state_topic, self._state, qos=self.config.qos, retain=True)
+            for name, payload in self._states.items():
+                client.publish(self.zones[name].state_topic, payload, qos=self.config.qos, retain=True)
             delivered = len(self._pending)
             while self._pending:
                 client.publish(self.event_topic, self._pending.popleft(), qos=self.config.qos)
@@ -272,6 +334,7 @@ class MqttPublisher(Closing):
             node=self.node,
             device_class=self.config.device_class,
             device_name=f"Change monitor {self.hostname}",
+            zones=list(self.zones.values()),
         )
         for topic, payload in messages:
             self._client.publish(topic, json.dumps(payload), qos=1, retain=True)
@@ -301,6 +364,13 @@ class MqttPublisher(Closing):
 
     def _where(self) -> str:
         return f"{self.config.host}:{self.config.port}"
+
+
+def _state_payload(verdict: Verdict) -> str | None:
+    """What a zone's state topic says: ON/OFF for a change zone, the state's name for a state zone."""
+    if verdict.kind == "change":
+        return ON if verdict.state == "changed" else OFF
+    return verdict.state  # None until the zone's first decision: nothing to say yet
 
 
 def _topic_prefix(config: MqttConfig, node: str) -> str:

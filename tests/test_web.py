@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import HttpConfig
 from monitor.exc import ConfigError, MonitorError
-from monitor.status import EventRecord, FrameStatus
-from monitor.webstatus import StatusServer
+from monitor.status import EventRecord, FrameStatus, Scene
+from monitor.web.server import StatusServer
+from tests import statuses
 
 TOKEN = "correct-horse-battery-staple"
 BOX = (100, 60, 80, 70)  # x, y, w, h inside the watched rectangle
@@ -64,7 +65,7 @@ def make_server(
         snapshots = tmp_path / "snapshots"
         snapshots.mkdir(exist_ok=True)
         config = HttpConfig(host="127.0.0.1", port=0, **http)
-        server = StatusServer(config, reference=scene, mask=mask, snapshot_dir=snapshots, clock=clock)
+        server = StatusServer(config, scene=one_zone(scene, mask), snapshot_dir=snapshots, clock=clock)
         servers.append(server)
         server.start()
         return server
@@ -72,6 +73,10 @@ def make_server(
     yield make
     for server in servers:
         server.close()
+
+
+def one_zone(picture: np.ndarray, mask: np.ndarray | None) -> Scene:
+    return Scene(picture=picture, masks={"main": mask}, kinds={"main": "change"})
 
 
 def frame(
@@ -84,18 +89,10 @@ def frame(
     boxes: list[tuple[int, int, int, int]] | None = None,
     processing: float = 0.004,
 ) -> FrameStatus:
-    return FrameStatus(
-        frame=n,
-        time=1_000.0 + 0.2 * n if time is None else time,
-        score=score,
-        changed_fraction=0.0 if score > 0.9 else 0.12,
-        below=score < 0.9,
-        state=state,  # type: ignore[arg-type]
-        threshold=0.9,
-        clear_threshold=0.93,
-        processing_seconds=processing,
-        image=image,
-        boxes=boxes or [],
+    """Frame ``n`` of the one zone ``main``; ``boxes`` only on the frame its event starts."""
+    verdict = statuses.change(score=score, changed=state == "changed", boxes=boxes or ())
+    return statuses.status(
+        n, verdict, time=1_000.0 + 0.2 * n if time is None else time, image=image, processing=processing
     )
 
 
@@ -152,6 +149,9 @@ def test_api_status_reports_the_latest_frame_rate_and_event(
     assert status["score"] == pytest.approx(0.71)
     assert status["changed_fraction"] == pytest.approx(0.12)
     assert (status["threshold"], status["clear_threshold"]) == (0.9, 0.93)
+    main = status["zones"]["main"]
+    assert (main["kind"], main["state"], main["output"]) == ("change", "changed", True)
+    assert main["score"] == pytest.approx(0.71) and main["threshold"] == 0.9
     assert status["fps"] == pytest.approx(5.0)  # frames 0.2 s apart
     assert status["frames"] == 23 and status["frame"] == 22
     assert status["uptime_seconds"] == pytest.approx(42.5)
@@ -160,22 +160,20 @@ def test_api_status_reports_the_latest_frame_rate_and_event(
 
 def test_history_keeps_only_the_configured_window(make_server: Callable[..., StatusServer], scene: np.ndarray) -> None:
     server = make_server(history_seconds=10)
-    for n in range(150):  # 30 s at 5 fps
+    for n in range(151):  # 30 s at 5 fps
         server.on_frame(frame(n, image=scene, score=0.5 + n / 300))
-    server.on_frame(frame(150, image=None, score=math.nan, state="camera_lost"))
 
     history = get_json(server, "/api/history")
 
-    times = [t for t, _ in history]
+    assert history["zones"] == ["main"]
+    times = [t for t, _ in history["points"]]
     assert times == sorted(times)
     assert times[0] >= 1_030.0 - 10 and times[-1] == pytest.approx(1_030.0)
-    assert len(history) == 51
-    assert history[-2][1] == pytest.approx(0.5 + 149 / 300, abs=1e-5)  # rounded to 5 places
-    assert history[-1][1] is None  # a NaN score is null, so the JSON stays valid
-    assert get_json(server, "/api/status")["score"] is None
+    assert len(times) == 51
+    assert history["points"][-1][1] == pytest.approx(0.5 + 150 / 300, abs=1e-5)  # rounded to 5 places
 
     server.on_frame(frame(151, image=scene, time=500.0))  # the clock stepped back
-    assert get_json(server, "/api/history") == [[500.0, 0.97]]
+    assert get_json(server, "/api/history")["points"] == [[500.0, 0.97]]
 
 
 def test_metrics_count_frames_events_and_camera_errors(
@@ -221,8 +219,11 @@ def test_healthz_follows_the_arrival_of_frames(
     code, _, body = get(server, "/healthz")
     assert code == 503 and b"no frame for 11 s" in body
 
-    server.on_frame(frame(1, image=None, score=math.nan, state="camera_lost"))
+    server.on_event(EventRecord(type="camera_lost", time=1_011.0, frame=0, extra={"error": "unplugged"}))
     assert get(server, "/healthz")[:3:2] == (503, b"camera lost\n")
+    badge = get(server, "/api/status", {"Authorization": f"Bearer {TOKEN}"})[2]
+    assert json.loads(badge)["state"] == "camera_lost"  # the page's badge says so too
+    server.on_event(EventRecord(type="camera_found", time=1_012.0, frame=0))
     server.on_frame(frame(2, image=scene))
     assert get(server, "/healthz")[0] == 200
 
@@ -253,7 +254,7 @@ def test_unreadable_token_file_is_a_config_error(scene: np.ndarray, tmp_path: Pa
     missing = tmp_path / "no-such-token"
     config = HttpConfig(token_file=missing)
     with pytest.raises(ConfigError, match=r"http\.token_file: cannot read .*no-such-token"):
-        StatusServer(config, reference=scene, mask=None, snapshot_dir=None)
+        StatusServer(config, scene=one_zone(scene, None), snapshot_dir=None)
 
 
 def test_frame_jpg_is_the_copied_frame_with_the_change_boxed(
@@ -299,28 +300,33 @@ def test_snapshots_serve_only_jpegs_inside_the_folder(
         assert get(server, path)[0] == 404, path
 
 
-def test_page_escapes_event_fields_and_passes_the_token_on(
-    make_server: Callable[..., StatusServer], scene: np.ndarray
+def test_the_page_is_static_with_its_script_and_style_from_the_package_only(
+    make_server: Callable[..., StatusServer],
 ) -> None:
     server = make_server(token=TOKEN)
-    feed_scene(server, scene)
-    hostile = "<script>alert('x')<script>.jpg"
-    server.on_event(
-        EventRecord(type="event_end", time=1_009.0, frame=40, snapshot=hostile, extra={"note": '<b onload="x">'})
-    )
-
     code, headers, body = get(server, f"/?token={TOKEN}")
     page = body.decode()
-
     assert code == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
-    assert "<script>alert" not in page and "<b onload" not in page
-    assert "snapshot &lt;script&gt;alert(&#x27;x&#x27;)&lt;script&gt;.jpg" in page
-    assert "&lt;b onload=&quot;x&quot;&gt;" in page
-    assert f'src="/snapshots/%3Cscript%3Ealert%28%27x%27%29%3Cscript%3E.jpg?token={TOKEN}"' in page
-    assert 'id="score-chart"' in page
-    assert f'src="/frame.jpg?token={TOKEN}"' in page
-    assert page.count("<script") == 1  # the page's own, and nothing from an event
-    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # no external assets
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert '<script src="/static/app.js"' in page and page.count("<script") == 1  # no inline script
+    assert "http://" not in page and "https://" not in page  # no external assets
+    for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css")]:
+        code, headers, body = get(server, f"/static/{name}")  # no data in them: served without the token
+        assert code == 200 and headers["Content-Type"].startswith(kind) and body
+    assert get(server, "/static/../server.py")[0] == 401
+    assert get(server, "/static/other.js", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
+
+
+def test_api_events_lists_the_latest_records_newest_first(
+    make_server: Callable[..., StatusServer], scene: np.ndarray
+) -> None:
+    server = make_server()
+    record = feed_scene(server, scene)
+    state = EventRecord(
+        type="state", time=1_005.0, frame=24, zone="shelf", extra={"state": "empty", "previous": "full"}
+    )
+    server.on_event(state)
+    assert get_json(server, "/api/events") == [state.to_json(), json.loads(json.dumps(record.to_json()))]
 
 
 def test_on_frame_returns_while_a_client_holds_a_connection(
@@ -342,7 +348,7 @@ def test_on_frame_returns_while_a_client_holds_a_connection(
 def test_port_in_use_is_one_line_naming_the_keys(make_server: Callable[..., StatusServer], scene: np.ndarray) -> None:
     first = make_server()
     config = HttpConfig(host="127.0.0.1", port=first.address[1])
-    second = StatusServer(config, reference=scene, mask=None, snapshot_dir=None)
+    second = StatusServer(config, scene=one_zone(scene, None), snapshot_dir=None)
 
     with pytest.raises(
         MonitorError, match=rf"^http\.host/http\.port: cannot listen on 127\.0\.0\.1:{first.address[1]}: "
@@ -382,6 +388,10 @@ def test_page_renders_in_a_real_browser(
     for n, kind in [(115, "event_start"), (128, "event_end"), (262, "event_start")]:
         snapshot = "20261129-120000-event.jpg" if kind == "event_start" else None
         server.on_event(EventRecord(type=kind, time=start + 0.2 * n, frame=n, score=0.7, snapshot=snapshot))  # type: ignore[arg-type]
+    hostile = "<img src=x onerror=alert(1)>.jpg"
+    server.on_event(
+        EventRecord(type="event_end", time=start + 60, frame=299, snapshot=hostile, extra={"note": '<b id="bold">'})
+    )
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -403,9 +413,9 @@ def test_page_renders_in_a_real_browser(
         host, port = server.address
         driver.get(f"http://{host}:{port}/?token={TOKEN}")
         loaded = (
-            "const f = document.getElementById('frame'), s = document.getElementById('score-line');"
-            "const t = document.querySelector('#events img');"
-            "return f.complete && f.naturalWidth > 0 && t.complete && t.naturalWidth > 0 && s !== null;"
+            "const f = document.getElementById('frame'), s = document.querySelector('.score-line');"
+            "const t = document.querySelector('#events img[src*=\"20261129\"]');"
+            "return f.complete && f.naturalWidth > 0 && t !== null && t.complete && t.naturalWidth > 0 && s !== null;"
         )
         # The score line is drawn by the page's script from /api/history, fetched with the token.
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(loaded))
@@ -413,6 +423,12 @@ def test_page_renders_in_a_real_browser(
         chart = driver.find_element("id", "score-chart")
         assert chart.size["width"] > 200 and chart.size["height"] > 100
         assert driver.find_element("id", "state").text == "changed"
+        row = driver.find_element("css selector", "#zones tr[data-zone='main']")
+        assert "changed" in row.text and "on" in row.text
+        # The hostile record shows as text: no element of its making, nothing run.
+        events = driver.find_element("id", "events")
+        assert '<b id="bold">' in events.text and "<img src=x onerror=alert(1)>.jpg" in events.text
+        assert driver.find_elements("id", "bold") == []
         screenshot = tmp_path / "status-page.png"
         assert driver.save_screenshot(str(screenshot))
         # Script errors, resources that failed to load, anything the page's Content-Security-Policy blocked.

@@ -1,0 +1,292 @@
+"""What the verdicts do: each zone's pin, the event log, snapshots, and the listeners.
+
+:class:`Actions` is the I/O edge of the frame loop. It turns one frame's
+verdicts into pin changes and event records, composes a snapshot when an event
+starts or a state changes, and hands every frame and record to the listeners
+(MQTT, hooks, the status page, the systemd notifier). Nothing here decides: the
+verdicts already say what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from monitor.closing import Closing
+from monitor.config import Config, GpioConfig
+from monitor.detector import EventEnd
+from monitor.drawing import ZoneOutline, annotate, draw_zones, panels, zone_colour
+from monitor.events import EventLog, SnapshotStore
+from monitor.exc import OutputError
+from monitor.outputs import NullOutput, PinOutput, make_output
+from monitor.status import EventRecord, FrameStatus, Listener, Verdict, iso_time
+from monitor.throttle import Throttle
+
+if TYPE_CHECKING:
+    from gpiozero import Factory
+
+    from monitor.watch import Watches
+
+__all__ = ["Actions", "close_all"]
+
+_log = logging.getLogger(__name__)
+
+Output = PinOutput | NullOutput
+
+
+class Actions(Closing):
+    """Pins, event log, snapshots and listeners for the zones of ``watches``.
+
+    The event log is opened first and the pins last, so that if anything
+    fails no pin was ever touched. ``listeners`` belong to the caller, who
+    closes them.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        watches: Watches,
+        *,
+        listeners: Sequence[Listener] = (),
+        pin_factory: Factory | None = None,
+    ) -> None:
+        self.config = config
+        self.watches = watches
+        self.listeners = list(listeners)
+        self._pin_factory = pin_factory
+        self._listener_warning = Throttle(_log, first=3)
+        events = config.events
+        self.snapshots = SnapshotStore(
+            events.snapshots, keep=events.keep_snapshots, max_bytes=int(events.max_snapshot_mb * 1e6)
+        )
+        self.event_log = EventLog(events.log, max_bytes=int(events.max_log_mb * 1e6), keep=events.keep_logs)
+        try:
+            self.outputs = _open_outputs(config, pin_factory)
+        except BaseException:
+            self.event_log.close()
+            raise
+        self._pin_on = dict.fromkeys(config.zones, False)
+        self.events = 0
+        self.last_status: FrameStatus | None = None
+        self._closed = False
+
+    # -- per frame ------------------------------------------------------------
+
+    def act(
+        self, image: np.ndarray, verdicts: Sequence[Verdict], *, frame: int, now: float, seconds: float
+    ) -> FrameStatus:
+        """Switch pins, write records and snapshots for this frame's transitions; tell the listeners."""
+        for verdict in verdicts:
+            if verdict.started is not None:
+                self._pin(verdict.zone, True)
+                self.events += 1
+                snapshot = self._snapshot(image, verdicts, verdict, frame=frame, now=now)
+                self.record(
+                    EventRecord(
+                        type="event_start",
+                        time=verdict.started.time,
+                        frame=verdict.started.frame,
+                        zone=verdict.zone,
+                        score=verdict.started.score,
+                        changed_fraction=verdict.changed_fraction,
+                        boxes=verdict.boxes,
+                        snapshot=snapshot,
+                    )
+                )
+            elif verdict.ended is not None:
+                self.end_event(
+                    verdict.zone, verdict.ended, score=verdict.score, changed_fraction=verdict.changed_fraction
+                )
+            elif verdict.changed_to is not None:
+                self._pin(verdict.zone, verdict.active)
+                self.events += 1
+                change = verdict.changed_to
+                self.record(
+                    EventRecord(
+                        type="state",
+                        time=change.time,
+                        frame=change.frame,
+                        zone=verdict.zone,
+                        snapshot=self._snapshot(image, verdicts, verdict, frame=frame, now=now),
+                        extra={
+                            "state": change.state,
+                            "previous": change.previous,
+                            "scores": {name: round(score, 5) for name, score in change.scores.items()},
+                        },
+                    )
+                )
+        status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
+        self.last_status = status
+        self.tell("on_frame", status)
+        return status
+
+    def end_event(
+        self, zone: str, end: EventEnd, *, score: float, changed_fraction: float | None, reason: str = "clear"
+    ) -> None:
+        """Release the zone's pin and record the end of its event."""
+        self._pin(zone, False)
+        self.record(
+            EventRecord(
+                type="event_end",
+                time=end.end_time,
+                frame=end.end_frame,
+                zone=zone,
+                score=score,
+                changed_fraction=changed_fraction,
+                extra={
+                    "start_time": iso_time(end.start_time),
+                    "start_frame": end.start_frame,
+                    "duration": round(end.end_time - end.start_time, 3),
+                    "lowest_score": round(end.lowest_score, 5),
+                    "reason": reason,
+                },
+            )
+        )
+
+    def _pin(self, zone: str, on: bool) -> None:
+        output = self.outputs.get(zone)
+        was, self._pin_on[zone] = self._pin_on.get(zone, False), on
+        if output is None or was == on:
+            return
+        if on:
+            output.event_started()
+        else:
+            output.event_ended()
+
+    # -- camera trouble -------------------------------------------------------
+
+    def camera_lost(self, error: Exception, *, frame: int, now: float) -> None:
+        """Record the loss and put every pin in its zone's ``gpio.on_fault`` state."""
+        self.record(EventRecord(type="camera_lost", time=now, frame=frame, extra={"error": str(error)}))
+        for output in self.outputs.values():
+            output.fault(output.config.on_fault)
+
+    def camera_found(self, *, frame: int, now: float) -> None:
+        """Record the camera's return and drive every pin as its zone wants again."""
+        for zone, output in self.outputs.items():
+            output.recovered(active=self._pin_on.get(zone, False))
+        self.record(EventRecord(type="camera_found", time=now, frame=frame))
+
+    # -- records, pictures, listeners ------------------------------------------
+
+    def record(self, record: EventRecord) -> None:
+        """Write one record to the event log and tell the listeners."""
+        self.event_log.write(record)
+        self.tell("on_event", record)
+
+    def tell(self, method: str, argument: FrameStatus | EventRecord) -> None:
+        """Call ``method`` on every listener; a listener's failure is logged, never raised."""
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(argument)
+            except Exception:
+                # A listener's bug must not stop the monitor from switching its pins.
+                self._listener_warning(logging.WARNING, "%s.%s failed", type(listener).__name__, method, exc_info=True)
+
+    def _snapshot(
+        self, image: np.ndarray, verdicts: Sequence[Verdict], fired: Verdict, *, frame: int, now: float
+    ) -> str | None:
+        if not self.snapshots.enabled:  # with events.snapshots null there is no picture to compose
+            return None
+        kind = f"{fired.zone}-{fired.word if fired.kind == 'state' else 'event'}"
+        picture = self.picture(image, verdicts, fired, frame=frame, now=now)
+        saved = self.snapshots.save(picture, when=now, frame=frame, kind=kind)
+        return None if saved is None else str(saved)
+
+    def picture(
+        self, image: np.ndarray, verdicts: Sequence[Verdict], fired: Verdict | None, *, frame: int, now: float
+    ) -> np.ndarray:
+        """The frame with every zone outlined (``fired`` bold, its boxes drawn) beside its reference."""
+        bold = None if fired is None else fired.zone
+        outlines = self.outlines(verdicts, bold=bold)
+        reference, label = self.watches.picture, "reference"
+        if fired is not None and fired.kind == "state" and fired.state in self.watches.state_names(fired.zone):
+            reference = self.watches.state_picture(fired.zone, fired.state)
+            label = f"{fired.zone}: {fired.state}"
+        # Drawn straight onto the canvas: the picture is made when memory is at its highest.
+        canvas, (left, right) = panels([image.shape, reference.shape])
+        boxes = fired.boxes if fired is not None else []
+        annotate(image, boxes=boxes, label=f"{iso_time(now)[:19]}  frame {frame}", out=left)
+        draw_zones(left, outlines)
+        annotate(reference, label=label, out=right)
+        draw_zones(right, self.outlines((), bold=bold))
+        return canvas
+
+    def outlines(self, verdicts: Sequence[Verdict], *, bold: str | None = None) -> list[ZoneOutline]:
+        """Each zone as drawn on a frame: its name, its state and score, in its colour."""
+        by_zone = {verdict.zone: verdict for verdict in verdicts}
+        outlines = []
+        for index, (name, mask) in enumerate(self.watches.masks.items()):
+            verdict = by_zone.get(name)
+            label = name if verdict is None else f"{name} {verdict.word} {verdict.score:.2f}"
+            outlines.append(ZoneOutline(label, mask, zone_colour(index), bold=name == bold))
+        return outlines
+
+    # -- reload and the end -------------------------------------------------------
+
+    def take_over(self, config: Config, watches: Watches) -> None:
+        """Use a reloaded config's zones and pins; OutputError (the running pins kept) if a pin cannot be had.
+
+        When any zone's pin settings differ, every pin is released (inactive)
+        and the new ones opened, then driven as their zones want.
+        """
+        old = {name: zone.gpio for name, zone in self.config.zones.items()}
+        new = {name: zone.gpio for name, zone in config.zones.items()}
+        if old != new:
+            self.outputs = _swap_outputs(self.outputs, old, new, self._pin_factory)
+            self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
+            for zone, output in self.outputs.items():
+                output.recovered(active=self._pin_on[zone])
+        self.config, self.watches = config, watches
+
+    def close(self) -> None:
+        """Leave every pin inactive and release it, and close the event log; later calls do nothing."""
+        if not self._closed:
+            self._closed = True
+            close_all([*self.outputs.values(), self.event_log])
+
+
+def _open_outputs(config: Config, pin_factory: Factory | None) -> dict[str, Output]:
+    return _open_each({name: zone.gpio for name, zone in config.zones.items()}, pin_factory)
+
+
+def _open_each(gpios: Mapping[str, GpioConfig], pin_factory: Factory | None) -> dict[str, Output]:
+    opened: dict[str, Output] = {}
+    try:
+        for name, gpio in gpios.items():
+            opened[name] = make_output(gpio, pin_factory=pin_factory)
+    except BaseException:
+        close_all(opened.values())
+        raise
+    return opened
+
+
+def _swap_outputs(
+    running: dict[str, Output],
+    old: Mapping[str, GpioConfig],
+    new: Mapping[str, GpioConfig],
+    pin_factory: Factory | None,
+) -> dict[str, Output]:
+    """Release the running pins and open the new ones; on failure take the running ones back and raise."""
+    close_all(running.values())
+    try:
+        return _open_each(new, pin_factory)
+    except OutputError:
+        try:
+            running.update(_open_each(old, pin_factory))
+        except OutputError as exc:
+            _log.error("gpio: cannot take the running config's pins back: %s", exc)
+            running.update({name: NullOutput(gpio) for name, gpio in old.items()})
+        raise
+
+
+def close_all(things: Iterable[Any]) -> None:
+    """Close each thing, logging (not raising) failures so the rest still close."""
+    for thing in things:
+        try:
+            thing.close()
+        except Exception:
+            _log.exception("closing %s failed", type(thing).__name__)

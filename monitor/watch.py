@@ -1,0 +1,474 @@
+"""Judging the zones: a frame in, one :class:`~monitor.status.Verdict` per zone out.
+
+A *change zone* is scored against the scene's reference; change zones that
+compare alike (method, downscale, local level) share one
+:class:`~monitor.similarity.Comparator`, so the frame is filtered once over the
+box around all of them and each zone is a masked mean over that shared map. A
+*state zone* has a comparator of its own holding its state references, which
+shares the frame's filtered terms across them.
+
+:class:`Watches` is the set of zones of one config, with the scene-level
+lighting helpers (reference adaptation, light switch). It holds no camera, pin
+or file writer: the daemon hands it frames and acts on the verdicts. Reading
+the reference pictures (:func:`load_reference`, :func:`load_state_references`)
+is the one thing here that touches the disk, once, when a set is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from monitor.adapt import LightSwitch, ReferenceAdapter
+from monitor.config import Config, DetectionConfig, ZoneConfig
+from monitor.detector import Detector, EventEnd, EventStart, StateDetector
+from monitor.exc import ComparisonError, ConfigError, ReferenceImageError
+from monitor.images import ImageFileError, read_gray
+from monitor.mask import zone_masks
+from monitor.similarity import Comparator
+from monitor.status import Scene, Verdict
+
+__all__ = ["Watches", "load_reference", "load_state_references", "make_comparator"]
+
+_log = logging.getLogger(__name__)
+
+
+def _read_frame_sized(path: Path, config: Config, *, what: str, fix: str) -> np.ndarray:
+    try:
+        image = read_gray(path)
+    except ImageFileError as exc:
+        raise ReferenceImageError(f"{what} {exc}; {fix}") from None
+    width, height = config.source.width, config.source.height
+    if image.shape != (height, width):
+        raise ReferenceImageError(
+            f"{what} {path}: is {image.shape[1]}x{image.shape[0]}, expected the frame size "
+            f"{width}x{height} (source.width x source.height); {fix}"
+        )
+    return image
+
+
+def load_reference(config: Config, *, config_path: Path | str = "CONFIG") -> np.ndarray:
+    """Read the scene's reference image; refuse one that is missing, unreadable or of the wrong size."""
+    fix = f"capture one with: monitor capture-reference {config_path}"
+    return _read_frame_sized(config.reference.path, config, what="reference", fix=fix)
+
+
+def load_state_references(config: Config, name: str, *, config_path: Path | str = "CONFIG") -> dict[str, np.ndarray]:
+    """Read the reference picture of each state of zone ``name``, checked like the scene's."""
+    states = config.zones[name].states or {}
+    return {
+        state: _read_frame_sized(
+            path,
+            config,
+            what=f"zones.{name}.states.{state}:",
+            fix=f"capture it with: monitor capture-reference {config_path} --zone {name} --state {state}",
+        )
+        for state, path in states.items()
+    }
+
+
+def make_comparator(config: Config, reference: np.ndarray, mask: np.ndarray | None) -> Comparator:
+    """A comparator of the top-level detection settings, for ``reference`` over ``mask``."""
+    return _comparator(config.detection, reference, [mask])
+
+
+def _comparator(detection: DetectionConfig, reference: np.ndarray, masks: Sequence[np.ndarray | None]) -> Comparator:
+    return Comparator(
+        reference,
+        zones=masks,
+        method=detection.method,
+        local_level=detection.local_level,
+        min_box_area=detection.min_box_area,
+        downscale=detection.downscale,
+    )
+
+
+def _sharing_key(detection: DetectionConfig) -> tuple[object, ...]:
+    """Change zones whose detection agrees on these share one comparator."""
+    return (detection.method, detection.downscale, detection.local_level, detection.min_box_area)
+
+
+@dataclass
+class _ChangeGroup:
+    comparator: Comparator
+    names: list[str]
+
+
+class _ChangeWatch:
+    """A change zone: its score against the scene's reference, its events."""
+
+    kind = "change"
+
+    def __init__(self, name: str, zone: ZoneConfig) -> None:
+        self.name = name
+        self.zone = zone
+        self.detector = Detector.from_config(zone.detection)
+
+    def judge(
+        self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
+    ) -> Verdict:
+        detector = self.detector
+        settling = detector.settling
+        outcome = detector.update(score, frame=frame, now=now)
+        started = outcome if isinstance(outcome, EventStart) else None
+        boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
+        return Verdict(
+            zone=self.name,
+            kind="change",
+            score=score,
+            state="changed" if detector.active else "unchanged",
+            settling=settling,
+            active=detector.active,
+            threshold=detector.threshold,
+            clear_threshold=detector.clear_threshold,
+            changed_fraction=changed[0],
+            changed_pixels=changed[1],
+            boxes=boxes,
+            started=started,
+            ended=outcome if isinstance(outcome, EventEnd) else None,
+        )
+
+
+class _StateWatch:
+    """A state zone: its scores against each state's reference, its named state."""
+
+    kind = "state"
+
+    def __init__(
+        self, name: str, zone: ZoneConfig, references: Mapping[str, np.ndarray], mask: np.ndarray | None
+    ) -> None:
+        self.name = name
+        self.zone = zone
+        self.states = list(references)
+        detection = zone.detection
+        self.comparator = Comparator.of_states(
+            [references[state] for state in self.states],
+            mask=mask,
+            method=detection.method,
+            local_level=detection.local_level,
+            downscale=detection.downscale,
+        )
+        self.detector = StateDetector.from_config(detection)
+        self.on_states = frozenset(zone.gpio.on_states or ())
+
+    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+        scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
+        detector = self.detector
+        settling = detector.settling
+        change = detector.update(scores, frame=frame, now=now)
+        best = max(scores.values())
+        return Verdict(
+            zone=self.name,
+            kind="state",
+            score=best,
+            state=detector.state,
+            settling=settling,
+            active=detector.state in self.on_states,
+            threshold=detector.threshold,
+            clear_threshold=detector.threshold,
+            scores=scores,
+            changed_to=change,
+        )
+
+
+class Watches:
+    """Every zone of one config, judged together frame by frame.
+
+    ``reference``: the scene's reference (None when every zone is a state
+    zone). ``state_references``: zone name -> state -> picture. A set built
+    for a reload takes the running set's detectors with :meth:`carry_over`
+    once the reload is certain to go through.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reference: np.ndarray | None,
+        state_references: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> None:
+        self.config = config
+        self.masks = zone_masks(config)
+        if config.change_zones and reference is None:
+            raise ReferenceImageError("reference: the change zones need the scene's reference")
+        self.reference = reference
+        self._groups: list[_ChangeGroup] = []
+        self._watches: list[_ChangeWatch | _StateWatch] = []
+        self._change: dict[str, tuple[_ChangeGroup, int]] = {}
+        self._build(config, reference, state_references)
+        self._scene: Scene | None = None
+        self.adapter = self._make_adapter(config, reference)
+        self.light_switch = self._make_light_switch(config)
+
+    @classmethod
+    def load(cls, config: Config, *, config_path: Path | str = "CONFIG") -> Watches:
+        """Read the reference pictures the config names and build the set."""
+        reference = load_reference(config, config_path=config_path) if config.change_zones else None
+        states = {
+            name: load_state_references(config, name, config_path=config_path)
+            for name, zone in config.zones.items()
+            if zone.kind == "state"
+        }
+        return cls(config, reference=reference, state_references=states)
+
+    def _build(
+        self,
+        config: Config,
+        reference: np.ndarray | None,
+        state_references: Mapping[str, Mapping[str, np.ndarray]],
+    ) -> None:
+        groups: dict[tuple[object, ...], list[str]] = {}
+        for name, zone in config.zones.items():
+            if zone.kind == "change":
+                groups.setdefault(_sharing_key(zone.detection), []).append(name)
+        for names in groups.values():
+            assert reference is not None
+            detection = config.zones[names[0]].detection
+            try:
+                comparator = _comparator(detection, reference, [self.masks[name] for name in names])
+            except ComparisonError as exc:
+                raise ConfigError([f"zones {', '.join(names)}: {exc}"]) from None
+            group = _ChangeGroup(comparator, names)
+            self._groups.append(group)
+            for index, name in enumerate(names):
+                self._change[name] = (group, index)
+        for name, zone in config.zones.items():
+            watch: _ChangeWatch | _StateWatch
+            if zone.kind == "change":
+                watch = _ChangeWatch(name, zone)
+            else:
+                watch = _StateWatch(name, zone, state_references[name], self.masks[name])
+            self._watches.append(watch)
+
+    def carry_over(self, running: Watches) -> list[str]:
+        """Take the running set's detectors for zones of the same name and kind (and states).
+
+        An open event stays open and a known state stays known across a
+        reload, under the new thresholds. Returns the running zones that
+        have no place here (removed, or of another kind): the caller ends
+        their open events.
+        """
+        mine = {watch.name: watch for watch in self._watches}
+        dropped = []
+        for old in running._watches:
+            new = mine.get(old.name)
+            if (isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch)) or (
+                isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states
+            ):
+                old.detector.reconfigure(new.zone.detection)
+                new.detector = old.detector
+            else:
+                dropped.append(old.name)
+        return dropped
+
+    @staticmethod
+    def _make_adapter(config: Config, reference: np.ndarray | None) -> ReferenceAdapter | None:
+        adapt = config.reference.adapt
+        if not adapt.enabled or reference is None:
+            return None
+        # Each new reference costs the comparators a recomputation of their statistics,
+        # so blend about once a second rather than every frame.
+        return ReferenceAdapter(
+            reference,
+            rate=adapt.rate,
+            every=max(1, round(config.source.fps)),
+            hold_frames=max(zone.detection.clear_frames for zone in config.change_zones.values()),
+        )
+
+    @staticmethod
+    def _make_light_switch(config: Config) -> LightSwitch | None:
+        fraction = config.detection.lightswitch_fraction
+        return None if fraction is None else LightSwitch(fraction=fraction)
+
+    # -- what the set is --------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        """The zone names, in config order."""
+        return [watch.name for watch in self._watches]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The frame size the zones are judged at, (height, width)."""
+        return (self.config.source.height, self.config.source.width)
+
+    @property
+    def scene(self) -> Scene:
+        """The picture and the zones, for drawing; a new object whenever the reference changes."""
+        if self._scene is None or self._scene.picture is not self.picture:
+            kinds = {watch.name: watch.kind for watch in self._watches}
+            self._scene = Scene(picture=self.picture, masks=dict(self.masks), kinds=kinds)
+        return self._scene
+
+    @property
+    def picture(self) -> np.ndarray:
+        """The picture to draw the zones on: the scene's reference, else the first state reference."""
+        if self.reference is not None:
+            return self.reference
+        first = next(watch for watch in self._watches if isinstance(watch, _StateWatch))
+        return first.comparator.reference
+
+    @property
+    def active(self) -> bool:
+        """True while any change zone has an event open."""
+        return any(isinstance(w, _ChangeWatch) and w.detector.active for w in self._watches)
+
+    @property
+    def settling(self) -> bool:
+        """True while any zone still ignores frames after a (re)open."""
+        return any(watch.detector.settling for watch in self._watches)
+
+    @property
+    def union_mask(self) -> np.ndarray | None:
+        """Every pixel some zone watches (None: the whole frame)."""
+        masks = [mask for mask in self.masks.values() if mask is not None]
+        if len(masks) < len(self.masks):
+            return None
+        return np.logical_or.reduce(masks)
+
+    def similarity_map(self, image: np.ndarray) -> np.ndarray:
+        """The full-size local similarity map, NaN outside every zone (``monitor show``).
+
+        Change zones are compared with the scene's reference, state zones with
+        their best-matching state's picture.
+        """
+        full = np.full(image.shape, np.nan, np.float32)
+        for watch in self._watches:
+            if isinstance(watch, _ChangeWatch):
+                assert self.reference is not None
+                reference = self.reference
+            else:
+                scores = watch.comparator.compare_references(image)
+                reference = watch.comparator.references[int(np.argmax(scores))]
+            detection = watch.zone.detection
+            local = Comparator(
+                reference, mask=self.masks[watch.name], method=detection.method, downscale=detection.downscale
+            ).similarity_map(image)
+            watched = np.isfinite(local)
+            full[watched] = local[watched]
+        return full
+
+    def state_picture(self, name: str, state: str) -> np.ndarray:
+        """The reference picture of ``state`` of state zone ``name``."""
+        watch = self._watch(name)
+        if not isinstance(watch, _StateWatch):
+            raise KeyError(f"{name} is not a state zone")
+        return watch.comparator.references[watch.states.index(state)]
+
+    def state_names(self, name: str) -> list[str]:
+        """The state names of state zone ``name`` (empty for a change zone)."""
+        watch = self._watch(name)
+        return list(watch.states) if isinstance(watch, _StateWatch) else []
+
+    def _watch(self, name: str) -> _ChangeWatch | _StateWatch:
+        for watch in self._watches:
+            if watch.name == name:
+                return watch
+        raise KeyError(name)
+
+    # -- per frame ----------------------------------------------------------------
+
+    def judge(self, image: np.ndarray, *, frame: int, now: float) -> tuple[Verdict, ...]:
+        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order."""
+        results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
+        for group in self._groups:
+            for index, (name, comparison) in enumerate(
+                zip(group.names, group.comparator.compare_zones(image), strict=True)
+            ):
+                changed = (comparison.changed_fraction, comparison.changed_pixels)
+                results[name] = (group.comparator, index, comparison.score, changed)
+        verdicts = []
+        for watch in self._watches:
+            if isinstance(watch, _ChangeWatch):
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now))
+            else:
+                verdicts.append(watch.judge(image, frame=frame, now=now))
+        return tuple(verdicts)
+
+    def settle(self) -> None:
+        """The source just (re)opened: every zone ignores its next settle_frames frames."""
+        for watch in self._watches:
+            watch.detector.settle()
+
+    def finish(self, *, frame: int, now: float) -> list[tuple[str, EventEnd]]:
+        """Close every open event because frames stopped; (zone, end) for each."""
+        ended = []
+        for watch in self._watches:
+            if isinstance(watch, _ChangeWatch):
+                end = watch.detector.finish(frame=frame, now=now)
+                if end is not None:
+                    ended.append((watch.name, end))
+        return ended
+
+    def finish_zone(self, name: str, *, frame: int, now: float) -> list[tuple[str, EventEnd]]:
+        """Close zone ``name``'s open event, if any (the zone is leaving on a reload)."""
+        watch = self._watch(name)
+        end = watch.detector.finish(frame=frame, now=now) if isinstance(watch, _ChangeWatch) else None
+        return [] if end is None else [(name, end)]
+
+    def set_reference(self, reference: np.ndarray) -> None:
+        """A new scene reference (adapted, or re-seeded after a light switch) for every change zone."""
+        for group in self._groups:
+            group.comparator.set_reference(reference)
+        self.reference = reference
+
+    # -- lighting ---------------------------------------------------------------
+
+    def see_lighting(self, image: np.ndarray, *, frame: int) -> bool:
+        """Before judging a frame: notice a light switch, finish re-seeding after one.
+
+        Returns True when the scene's reference changed.
+        """
+        if self.light_switch is not None and self.light_switch.update(image):
+            self._light_switched(frame)
+        adapter = self.adapter
+        if adapter is not None and adapter.reseeding and adapter.reseed(image, final=not self.settling):
+            self.set_reference(adapter.reference)
+            _log.info("frame %d: the reference now shows the new light", frame)
+            return True
+        return False
+
+    def _light_switched(self, frame: int) -> None:
+        """Nearly the whole frame changed at once: a lighting change, not an event."""
+        assert self.light_switch is not None
+        _log.warning(
+            "frame %d: light switch (%.0f%% of the whole frame changed at once): not judging the next %d frames",
+            frame,
+            100 * self.light_switch.changed_fraction,
+            self.config.detection.settle_frames,
+        )
+        self.settle()
+        if self.adapter is None:
+            _log.warning(
+                "the reference still shows the old light: if events follow, use detection.method: ssim-structure "
+                "or reference.adapt.enabled: true, or capture a new reference"
+            )
+        elif self.active:
+            _log.warning("an event is open: the reference is not re-seeded, so what changed is not learned")
+        else:
+            self.adapter.begin_reseed()
+
+    def learn(self, image: np.ndarray, verdicts: Sequence[Verdict]) -> bool:
+        """After judging: blend a quiet frame into the reference when one is due; True when it changed.
+
+        Quiet: no change zone settling, in an event or under its clear_threshold.
+        """
+        adapter = self.adapter
+        if adapter is None:
+            return False
+        quiet = all(
+            v.kind != "change" or (not v.active and not v.settling and v.score >= v.clear_threshold) for v in verdicts
+        )
+        if adapter.update(image, unchanged=quiet):
+            self.set_reference(adapter.reference)
+            return True
+        return False
+
+    def reset_lighting(self) -> None:
+        """The source re-opened: the light switch has no previous frame to compare with."""
+        if self.light_switch is not None:
+            self.light_switch.reset()

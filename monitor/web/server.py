@@ -1,0 +1,310 @@
+"""The status page, JSON API, health check and Prometheus metrics, over HTTP.
+
+:class:`StatusServer` is a :class:`~monitor.status.Listener` (it hands frames
+and events to its :class:`~monitor.web.state.LiveState`) and serves them:
+``/`` (the page: static HTML, CSS and JavaScript from ``static/``, no external
+assets, the Pi may be offline; the script draws everything from the JSON API),
+``/frame.jpg``, ``/reference.jpg``, ``/snapshots/<name>.jpg``, ``/api/status``,
+``/api/history``, ``/api/events``, ``/metrics`` and ``/healthz``. With a token
+configured every route but ``/healthz`` and the page's own static files needs
+``Authorization: Bearer <token>`` or ``?token=<token>`` (the page passes its own
+``?token=`` on to its images and requests).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor.closing import Closing
+from monitor.config import HttpConfig
+from monitor.exc import ConfigError, MonitorError
+from monitor.status import EventRecord, FrameStatus, Scene
+from monitor.web.state import LiveState
+
+__all__ = ["StatusServer"]
+
+_log = logging.getLogger(__name__)
+
+# The page's files: name -> content type. Nothing else is served from the package.
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+}
+CSP = (
+    "default-src 'none'; img-src 'self' data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class StatusServer(Closing):
+    """Serve the latest frame, score history, events and metrics; a frame-loop Listener.
+
+    ``scene``: the reference and the zones' masks, or a function giving them
+    as they are now (a reload or an adapted reference changes them).
+    ``snapshot_dir`` is the only folder ``/snapshots/`` serves from.
+    """
+
+    def __init__(
+        self,
+        config: HttpConfig,
+        *,
+        scene: Scene | Callable[[], Scene],
+        snapshot_dir: Path | None,
+        clock: Callable[[], float] = time.time,
+        stale_seconds: float = 10.0,
+    ) -> None:
+        self._config = config
+        self._token = _read_token(config)
+        fixed = scene
+        current = (lambda: fixed) if isinstance(fixed, Scene) else fixed
+        self.live = LiveState(config, scene=current, clock=clock, stale_seconds=stale_seconds)
+        self.metrics = self.live.metrics
+        self._snapshot_dir = snapshot_dir.resolve() if snapshot_dir is not None else None
+        self._static = {name: resources.files("monitor.web").joinpath("static", name).read_bytes() for name in STATIC}
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on ``http.host``:``http.port`` and serve from a daemon thread; a second call does nothing."""
+        if self._httpd is not None:
+            return
+        host, port = self._config.host, self._config.port
+        try:
+            httpd = _server_class(host)((host, port), _Handler)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise MonitorError(f"http.host/http.port: cannot listen on {host}:{port}: {reason}") from None
+        httpd.status = self  # type: ignore[attr-defined]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="monitor-http", daemon=True
+        )
+        self._thread.start()
+        bound_host, bound_port = self.address
+        _log.info("status page on http://%s:%d/", bound_host, bound_port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port actually listened on (the real port when ``http.port`` is 0)."""
+        if self._httpd is None:
+            raise MonitorError("the status server is not listening (call start() first)")
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    def close(self) -> None:
+        """Stop serving and release the port; safe to call more than once."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> StatusServer:
+        self.start()
+        return self
+
+    # -- Listener --------------------------------------------------------------
+
+    def on_frame(self, status: FrameStatus) -> None:
+        """Hand the frame to the live state (a copy and a few numbers; no encoding here)."""
+        self.live.on_frame(status)
+
+    def on_event(self, record: EventRecord) -> None:
+        """Hand the record to the live state."""
+        self.live.on_event(record)
+
+    # -- what the routes need ----------------------------------------------------
+
+    def static(self, name: str) -> bytes | None:
+        """One of the page's files, or None."""
+        return self._static.get(name)
+
+    def snapshot_path(self, name: str) -> Path | None:
+        """The snapshot file called ``name`` inside the snapshot folder, or None for anything else."""
+        if self._snapshot_dir is None or not _plain_jpeg_name(name):
+            return None
+        path = (self._snapshot_dir / name).resolve()
+        if path.parent != self._snapshot_dir or not path.is_file():
+            return None
+        return path
+
+    def authorized(self, header: str | None, query_token: str | None) -> bool:
+        """Whether a request carries the token (always, when none is configured)."""
+        if self._token is None:
+            return True
+        expected = self._token.encode()
+        offered: list[str] = []
+        if header and header[:7].lower() == "bearer ":
+            offered.append(header[7:].strip())
+        if query_token is not None:
+            offered.append(query_token)
+        # Compare every candidate so the time taken does not tell which one was tried.
+        results = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
+        return any(results)
+
+
+# -- HTTP ----------------------------------------------------------------------
+
+
+def _server_class(host: str) -> type[ThreadingHTTPServer]:
+    if ":" not in host:
+        return ThreadingHTTPServer
+
+    class _ThreadingHTTPServer6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    return _ThreadingHTTPServer6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "monitor"
+    timeout = 30  # an idle client gives up its thread after this
+
+    @property
+    def _status(self) -> StatusServer:
+        status: StatusServer = self.server.status  # type: ignore[attr-defined]
+        return status
+
+    def do_GET(self) -> None:
+        try:
+            self._route()
+        except (BrokenPipeError, ConnectionResetError):
+            _log.debug("client %s went away", self.address_string())
+        except Exception:
+            _log.exception("status page: %s failed", self.path)
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain; charset=utf-8")
+
+    def _route(self) -> None:
+        url = urlsplit(self.path)
+        path = url.path
+        query = parse_qs(url.query)
+        if path == "/healthz":
+            healthy, text = self._status.live.health()
+            code = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+            self._send(code, (text + "\n").encode(), "text/plain; charset=utf-8")
+            return
+        if path.startswith("/static/") and path[len("/static/") :] in STATIC:
+            # The page's own files hold no data: served without the token, so the page can load them.
+            name = path[len("/static/") :]
+            self._send(HTTPStatus.OK, self._status.static(name) or b"", STATIC[name], cache=True)
+            return
+        query_token = query.get("token", [None])[-1]
+        if not self._status.authorized(self.headers.get("Authorization"), query_token):
+            self._send(
+                HTTPStatus.UNAUTHORIZED,
+                b"a token is required: Authorization: Bearer <token>, or ?token=<token>\n",
+                "text/plain; charset=utf-8",
+                headers={"WWW-Authenticate": 'Bearer realm="monitor"'},
+            )
+            return
+        live = self._status.live
+        if path == "/":
+            page = self._status.static("index.html") or b""
+            self._send(HTTPStatus.OK, page, STATIC["index.html"], headers={"Content-Security-Policy": CSP})
+        elif path == "/frame.jpg":
+            self._send(HTTPStatus.OK, live.frame_jpeg(), "image/jpeg")
+        elif path == "/reference.jpg":
+            self._send(HTTPStatus.OK, live.reference_jpeg(), "image/jpeg")
+        elif path.startswith("/snapshots/"):
+            self._send_snapshot(unquote(path[len("/snapshots/") :]))
+        elif path == "/api/status":
+            self._send_json(live.status_json())
+        elif path == "/api/history":
+            self._send_json(live.history_json())
+        elif path == "/api/events":
+            self._send_json(live.events_json())
+        elif path == "/metrics":
+            self._send(HTTPStatus.OK, generate_latest(live.metrics.registry), CONTENT_TYPE_LATEST)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def _send_snapshot(self, name: str) -> None:
+        if "/" in name or "\\" in name or ".." in name:
+            self._send(HTTPStatus.BAD_REQUEST, b"bad snapshot name\n", "text/plain; charset=utf-8")
+            return
+        path = self._status.snapshot_path(name)
+        if path is None:
+            self._send(HTTPStatus.NOT_FOUND, b"no such snapshot\n", "text/plain; charset=utf-8")
+            return
+        try:
+            data = path.read_bytes()
+        except OSError:  # deleted by retention between the check and the read
+            self._send(HTTPStatus.NOT_FOUND, b"no such snapshot\n", "text/plain; charset=utf-8")
+            return
+        self._send(HTTPStatus.OK, data, "image/jpeg", cache=True)
+
+    def _send_json(self, value: Any) -> None:
+        self._send(HTTPStatus.OK, json.dumps(value, allow_nan=False).encode(), "application/json")
+
+    def _send(
+        self,
+        code: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        cache: bool = False,
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "private, max-age=3600" if cache else "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Every request at debug only: a page refreshing every 2 s would flood journald.
+        _log.debug("%s %s", self.address_string(), format % args)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _read_token(config: HttpConfig) -> str | None:
+    if config.token is not None:
+        return config.token
+    if config.token_file is None:
+        return None
+    try:
+        token = config.token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError([f"http.token_file: cannot read {config.token_file}: {reason}"]) from None
+    if len(token) < 16:
+        raise ConfigError([f"http.token_file: {config.token_file} must hold a token of 16+ characters"])
+    return token
+
+
+def _plain_jpeg_name(name: str) -> bool:
+    return (
+        bool(name)
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and ".." not in name
+        and name.lower().endswith(".jpg")
+    )
