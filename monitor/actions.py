@@ -230,15 +230,16 @@ class Actions(Closing):
     def take_over(self, config: Config, watches: Watches) -> None:
         """Use a reloaded config's zones and pins; OutputError (the running pins kept) if a pin cannot be had.
 
-        When any zone's pin settings differ, every pin is released (inactive)
-        and the new ones opened, then driven as their zones want.
+        A zone whose pin settings did not change keeps its pin as it is (a relay
+        held on through the reload stays on); the others' pins are released
+        (inactive) first, then the new ones opened and driven as their zones want.
         """
         old = {name: zone.gpio for name, zone in self.config.zones.items()}
         new = {name: zone.gpio for name, zone in config.zones.items()}
-        if old != new:
-            self.outputs = _swap_outputs(self.outputs, old, new, self._pin_factory)
-            self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
-            for zone, output in self.outputs.items():
+        self.outputs = _swap_outputs(self.outputs, old, new, self._pin_factory)
+        self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
+        for zone, output in self.outputs.items():
+            if old.get(zone) != new[zone]:
                 output.recovered(active=self._pin_on[zone])
         self.config, self.watches = config, watches
 
@@ -270,17 +271,22 @@ def _swap_outputs(
     new: Mapping[str, GpioConfig],
     pin_factory: Factory | None,
 ) -> dict[str, Output]:
-    """Release the running pins and open the new ones; on failure take the running ones back and raise."""
-    close_all(running.values())
+    """The outputs for ``new``: unchanged ones kept, the rest released and opened anew.
+
+    On failure the running outputs are taken back (reopened where released) and the error raised.
+    """
+    changed = [name for name in running if old.get(name) != new.get(name)]
+    close_all(running[name] for name in changed)  # first: a pin may move from one zone to another
     try:
-        return _open_each(new, pin_factory)
+        opened = _open_each({name: gpio for name, gpio in new.items() if old.get(name) != gpio}, pin_factory)
     except OutputError:
         try:
-            running.update(_open_each(old, pin_factory))
+            running.update(_open_each({name: old[name] for name in changed}, pin_factory))
         except OutputError as exc:
             _log.error("gpio: cannot take the running config's pins back: %s", exc)
-            running.update({name: NullOutput(gpio) for name, gpio in old.items()})
+            running.update({name: NullOutput(old[name]) for name in changed})
         raise
+    return {name: opened[name] if name in opened else running[name] for name in new}
 
 
 def close_all(things: Iterable[Any]) -> None:

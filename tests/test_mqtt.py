@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import MqttConfig
+from monitor.config import MqttConfig, parse_config
 from monitor.exc import ConfigError
 from monitor.integrations.mqtt import MqttPublisher, node_id
 from monitor.status import EventRecord, FrameStatus
@@ -433,3 +433,45 @@ def test_username_and_password_file_authenticate(tmp_path: Path, caplog: pytest.
             assert not refused.connected
     finally:
         server.stop()
+
+
+ZONED = parse_config(
+    "zones:\n"
+    "  door: {mask: {include: [[[0, 0], [100, 0], [100, 100]]]}, gpio: {pin: 17}}\n"
+    "  shelf: {states: {full: full.png, empty: empty.png}}\n"
+).zones
+
+
+def test_each_zone_gets_its_entities_and_topics(
+    broker: Broker, publish: Callable[..., MqttPublisher], subscribe: Callable[..., Subscriber]
+) -> None:
+    live = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/#"])
+    config = MqttConfig(host="127.0.0.1", port=broker.port)
+    with MqttPublisher(config, zones=ZONED, hostname=HOST, client_id="test-zones") as publisher:
+        publisher.start()
+        wait_until(lambda: publisher.connected, what="the publisher to connect")
+        door_config = json.loads(live.wait_for(f"homeassistant/binary_sensor/{HOST}/door_change/config")[0])
+        shelf_config = json.loads(live.wait_for(f"homeassistant/sensor/{HOST}/shelf_state/config")[0])
+        scores = [
+            json.loads(live.wait_for(f"homeassistant/sensor/{HOST}/{z}_score/config")[0]) for z in ("door", "shelf")
+        ]
+
+        shelf_full = statuses.state("shelf", {"full": 0.95, "empty": 0.4}, current="full")
+        shelf_empty = statuses.state("shelf", {"full": 0.5, "empty": 0.94}, current="empty")
+        publisher.on_frame(
+            statuses.status(
+                1, statuses.change("door"), statuses.state("shelf", {"full": 0.9, "empty": 0.4}, current=None)
+            )
+        )
+        publisher.on_frame(statuses.status(2, statuses.change("door", score=0.5, changed=True), shelf_full))
+        publisher.on_frame(statuses.status(3, statuses.change("door"), shelf_empty))
+        assert live.wait_for(f"{PREFIX}/door/state", 3) == [b"OFF", b"ON", b"OFF"]
+        assert live.wait_for(f"{PREFIX}/shelf/state", 2) == [b"full", b"empty"]  # nothing before the first decision
+        assert live.wait_for(f"{PREFIX}/door/score")[0] == b"0.97000"
+
+    assert door_config["unique_id"] == f"monitor_{HOST}_door_change" and door_config["name"] == "door"
+    assert door_config["state_topic"] == f"{PREFIX}/door/state"
+    assert shelf_config["device_class"] == "enum" and shelf_config["options"] == ["full", "empty", "unknown"]
+    assert shelf_config["state_topic"] == f"{PREFIX}/shelf/state"
+    assert [s["state_topic"] for s in scores] == [f"{PREFIX}/door/score", f"{PREFIX}/shelf/score"]
+    assert len({json.dumps(c["device"]) for c in (door_config, shelf_config, *scores)}) == 1  # one device
