@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_similarity.py",
+    "bench_zones.py",
     "bench_accuracy.py",
     "bench_pipeline.py",
     "bench_memory.py",

@@ -21,6 +21,7 @@ from monitor.detector import EventEnd
 from monitor.drawing import ZoneOutline, annotate, draw_zones, panels, zone_colour
 from monitor.events import EventLog, SnapshotStore
 from monitor.exc import OutputError
+from monitor.images import write_image_atomic
 from monitor.outputs import NullOutput, PinOutput, make_output
 from monitor.status import EventRecord, FrameStatus, Listener, Verdict, iso_time
 from monitor.throttle import Throttle
@@ -28,6 +29,7 @@ from monitor.throttle import Throttle
 if TYPE_CHECKING:
     from gpiozero import Factory
 
+    from monitor.adapt import ReferenceAdapter
     from monitor.watch import Watches
 
 __all__ = ["Actions", "close_all"]
@@ -70,6 +72,7 @@ class Actions(Closing):
             raise
         self._pin_on = dict.fromkeys(config.zones, False)
         self.events = 0
+        self._reference_saved_at: float | None = None
         self.last_status: FrameStatus | None = None
         self._closed = False
 
@@ -224,6 +227,31 @@ class Actions(Closing):
             label = name if verdict is None else f"{name} {verdict.word} {verdict.score:.2f}"
             outlines.append(ZoneOutline(label, mask, zone_colour(index), bold=name == bold))
         return outlines
+
+    def save_reference(self, adapter: ReferenceAdapter | None, *, now: float | None) -> None:
+        """Store the adapted reference atomically, at most every ``reference.adapt.save_seconds``.
+
+        ``now`` None: right away (on the way out), if it changed since the last save.
+        """
+        if adapter is None:
+            return
+        if now is not None:
+            if self._reference_saved_at is None:
+                self._reference_saved_at = now
+            if now - self._reference_saved_at < self.config.reference.adapt.save_seconds:
+                return
+        if not adapter.dirty:
+            return
+        path = self.config.reference.path
+        try:
+            write_image_atomic(path, adapter.reference)
+        except OSError as exc:  # ImageFileError is an OSError too
+            _log.warning("could not save the adapted reference to %s: %s", path, exc)
+            return
+        adapter.saved()
+        if now is not None:
+            self._reference_saved_at = now
+        _log.info("saved the adapted reference to %s (%d blends so far)", path, adapter.blends)
 
     # -- reload and the end -------------------------------------------------------
 

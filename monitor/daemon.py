@@ -20,9 +20,8 @@ from typing import Any
 from monitor.actions import Actions
 from monitor.closing import Closing
 from monitor.config import Config, load_config
-from monitor.exc import ConfigError, MonitorError, OutputError, SourceError
-from monitor.images import write_image_atomic
-from monitor.recovery import Recovery
+from monitor.exc import ConfigError, MonitorError, SourceError
+from monitor.recovery import Recovery, reopen, swap_source
 from monitor.sources import Frame, FrameSource, make_source
 from monitor.status import Listener
 from monitor.throttle import Throttle
@@ -81,7 +80,6 @@ class Monitor(Closing):
         self._reload = threading.Event()
         self._skip_warning = Throttle(_log, first=3)
         self.watches = Watches.load(config, config_path=config_path or "CONFIG")
-        self._reference_saved_at: float | None = None
         if self.watches.adapter is not None and not realtime:
             _log.info("reference.adapt: adapting in memory only; a replay leaves %s as it is", config.reference.path)
         self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
@@ -158,7 +156,8 @@ class Monitor(Closing):
         watches.see_lighting(frame.image, frame=frame.index)
         verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time)
         watches.learn(frame.image, verdicts)
-        self._save_reference(now=frame.time)
+        if self.realtime:  # a replay adapts in memory and leaves the reference file as it is
+            self.actions.save_reference(watches.adapter, now=frame.time)
         self.frames += 1
         seconds = time.perf_counter() - started
         self.actions.act(frame.image, verdicts, frame=frame.index, now=frame.time, seconds=seconds)
@@ -187,33 +186,6 @@ class Monitor(Closing):
         last = self.actions.last_status
         return last.frame if last is not None else -1
 
-    def _save_reference(self, *, now: float | None = None) -> None:
-        """Store the adapted reference atomically, at most every save_seconds (``now=None``: right away).
-
-        Only a realtime run writes the file: a replay adapts in memory and
-        leaves the reference as it is.
-        """
-        adapter = self.watches.adapter
-        if adapter is None or not self.realtime:
-            return
-        if now is not None:
-            if self._reference_saved_at is None:
-                self._reference_saved_at = now
-            if now - self._reference_saved_at < self.config.reference.adapt.save_seconds:
-                return
-        if not adapter.dirty:
-            return
-        path = self.config.reference.path
-        try:
-            write_image_atomic(path, adapter.reference)
-        except OSError as exc:  # ImageFileError is an OSError too
-            _log.warning("could not save the adapted reference to %s: %s", path, exc)
-            return
-        adapter.saved()
-        if now is not None:
-            self._reference_saved_at = now
-        _log.info("saved the adapted reference to %s (%d blends so far)", path, adapter.blends)
-
     # -- reload ---------------------------------------------------------------
 
     def _apply_reload(self) -> None:
@@ -223,22 +195,25 @@ class Monitor(Closing):
             return
         if self._on_reloading is not None:
             self._on_reloading()
+        old_source = None
         try:
             new = load_config(self.config_path)
             watches = Watches.load(new, config_path=self.config_path)
-            old_source = self._take_source(new)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                _log.error("reload refused, keeping the running config: %s", problem)
-            return self._ready_again()
-        except MonitorError as exc:
-            _log.error("reload refused, keeping the running config: %s", exc)
-            return self._ready_again()
-        try:
+            if new.source != self.config.source:
+                source = make_source(new.source, realtime=self.realtime, device=self.device)
+                swap_source(self.source, source)
+                old_source, self.source = self.source, source
             self.actions.take_over(new, watches)
-        except OutputError as exc:
-            _log.error("reload refused, keeping the running config: %s", exc)
-            self._put_back(old_source)
+        except (ConfigError, MonitorError) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            for problem in problems:
+                _log.error("reload refused, keeping the running config: %s", problem)
+            if old_source is not None:  # the new source opened, but the pins could not be had
+                self.source.close()
+                self.source = old_source
+                reopen(old_source)
+            if old_source is not None or isinstance(exc, SourceError):
+                self.watches.settle()  # the running source was opened again
             return self._ready_again()
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
@@ -250,40 +225,6 @@ class Monitor(Closing):
             _log.warning("reload: changes to %s take effect at the next restart", ", ".join(later))
         _log.info("reloaded %s: %s", self.config_path, _thresholds(new))
         self._ready_again()
-
-    def _take_source(self, new: Config) -> FrameSource | None:
-        """Open the source a reload asks for; return the running one, set aside (None: unchanged).
-
-        If the new one cannot be opened, the running one is opened again and SourceError raised.
-        """
-        if new.source == self.config.source:
-            return None
-        old = self.source
-        old.close()  # first: a camera cannot be opened twice
-        self.source = make_source(new.source, realtime=self.realtime, device=self.device)
-        try:
-            self.source.open()
-        except SourceError:
-            self.source.close()
-            self.source = old
-            self._reopen_running()
-            raise
-        return old
-
-    def _put_back(self, old_source: FrameSource | None) -> None:
-        """Undo a reload refused half-way: the running config's source again."""
-        if old_source is None:
-            return
-        self.source.close()
-        self.source = old_source
-        self._reopen_running()
-
-    def _reopen_running(self) -> None:
-        try:
-            self.source.open()
-        except SourceError as exc:
-            _log.warning("%s", exc)  # the next read fails and recovery takes over
-        self.watches.settle()
 
     def _end_dropped(self, zone: str) -> None:
         last = self.actions.last_status
@@ -325,7 +266,8 @@ class Monitor(Closing):
                     self.actions.end_event(
                         zone, end, score=verdict.score, changed_fraction=verdict.changed_fraction, reason=reason
                     )
-            self._save_reference()
+            if self.realtime:
+                self.actions.save_reference(self.watches.adapter, now=None)
         finally:
             self.close()
 

@@ -233,3 +233,25 @@ def test_a_config_without_zones_names_its_keys_as_written(tmp_path: Path) -> Non
         "x 0-640, y 0-480)"
     ]
     assert problems("gpio: {pin: 99}") == ["config.yaml: gpio.pin: must be a BCM pin number between 0 and 53, got 99"]
+
+
+def test_the_shipped_zones_example_is_valid_once_uncommented() -> None:
+    text = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    lines, skipping, in_zones = [], False, False
+    for line in text.splitlines():
+        if line.startswith(("mask:", "gpio:")):
+            skipping = True  # the top-level mask and gpio move into the zones
+            continue
+        if skipping and line.startswith(" "):
+            continue
+        skipping = False
+        if line.startswith("# zones:"):
+            in_zones = True
+        if in_zones and line.startswith("#   ") or line.startswith("# zones:"):
+            line = line[2:]
+        elif in_zones:
+            in_zones = False
+        lines.append(line)
+    config = parse_config("\n".join(lines))
+    assert list(config.zones) == ["door", "shelf", "porch"] and not config.legacy_zone
+    assert config.zones["shelf"].kind == "state" and config.zones["door"].detection.threshold == 0.85
