@@ -247,7 +247,7 @@ def test_the_shipped_zones_example_is_valid_once_uncommented() -> None:
         skipping = False
         if line.startswith("# zones:"):
             in_zones = True
-        if in_zones and line.startswith("#   ") or line.startswith("# zones:"):
+        if (in_zones and line.startswith("#   ")) or line.startswith("# zones:"):
             line = line[2:]
         elif in_zones:
             in_zones = False
