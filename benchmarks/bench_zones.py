@@ -69,6 +69,29 @@ def per_frame(fns: dict[str, Callable[[], object]], frames: int = 20) -> dict[st
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def measure(width: int, height: int) -> dict[str, float]:
+    """Seconds per frame of each way of scoring, at this size."""
+    reference, frame, others = scene(width, height)
+    zones = quarters(width, height)
+    one = Comparator(reference, zones=[np.logical_or.reduce(zones)])
+    four = Comparator(reference, zones=zones)
+    apart = [Comparator(reference, mask=zone) for zone in zones]
+    region = zones[0] | zones[1]  # a zone of a quarter of the frame
+    change = Comparator(reference, mask=region)
+    states = Comparator.of_states([reference, *others], mask=region)
+    singles = [Comparator(picture, mask=region) for picture in (reference, *others)]
+    return per_frame(
+        {
+            "one": lambda: one.compare_zones(frame),
+            "four": lambda: four.compare_zones(frame),
+            "apart": lambda: [c.compare(frame, boxes=False) for c in apart],
+            "change": lambda: change.compare(frame, boxes=False),
+            "states": lambda: states.compare_references(frame),
+            "singles": lambda: [c.score(frame) for c in singles],
+        }
+    )
+
+
 def main() -> None:
     print(f"median ms per frame, OpenCV on 1 thread, {ROUNDS} interleaved rounds")
     print(
@@ -77,30 +100,12 @@ def main() -> None:
     )
     with cv2_threads(1):
         for width, height in SIZES:
-            reference, frame, others = scene(width, height)
-            zones = quarters(width, height)
-            union = np.logical_or.reduce(zones)
-            one = Comparator(reference, zones=[union])
-            four = Comparator(reference, zones=zones)
-            apart = [Comparator(reference, mask=zone) for zone in zones]
-            region = zones[0] | zones[1]  # a zone of a quarter of the frame
-            change = Comparator(reference, mask=region)
-            states = Comparator.of_states([reference, *others], mask=region)
-            singles = [Comparator(picture, mask=region) for picture in (reference, *others)]
-            t = per_frame(
-                {
-                    "one": lambda: one.compare_zones(frame),
-                    "four": lambda: four.compare_zones(frame),
-                    "apart": lambda: [c.compare(frame, boxes=False) for c in apart],
-                    "change": lambda: change.compare(frame, boxes=False),
-                    "states": lambda: states.compare_references(frame),
-                    "singles": lambda: [c.score(frame) for c in singles],
-                }
-            )
+            t = measure(width, height)
             ms = {name: 1000 * value for name, value in t.items()}
             print(
-                f"{width}x{height}  {ms['one']:14.3f} {ms['four']:8.3f} {t['four'] / t['one']:5.2f}x {ms['apart']:8.3f}  "
-                f"{ms['change']:7.3f} {ms['states']:8.3f} {t['states'] / t['change']:5.2f}x {ms['singles']:8.3f}"
+                f"{width}x{height}  {ms['one']:14.3f} {ms['four']:8.3f} {t['four'] / t['one']:5.2f}x "
+                f"{ms['apart']:8.3f}  {ms['change']:7.3f} {ms['states']:8.3f} {t['states'] / t['change']:5.2f}x "
+                f"{ms['singles']:8.3f}"
             )
     print("targets: 4 zones <= 1.3x one zone over the same union; 3 states <= 2x a change zone of the same size")
 
