@@ -97,12 +97,11 @@ class Actions(Closing):
                         changed_fraction=verdict.changed_fraction,
                         boxes=verdict.boxes,
                         snapshot=snapshot,
+                        extra={"changed_pixels": verdict.changed_pixels},
                     )
                 )
             elif verdict.ended is not None:
-                self.end_event(
-                    verdict.zone, verdict.ended, score=verdict.score, changed_fraction=verdict.changed_fraction
-                )
+                self.end_event(verdict.zone, verdict.ended, verdict=verdict)
             elif verdict.changed_to is not None:
                 self._pin(verdict.zone, verdict.active)
                 self.events += 1
@@ -126,10 +125,8 @@ class Actions(Closing):
         self.tell("on_frame", status)
         return status
 
-    def end_event(
-        self, zone: str, end: EventEnd, *, score: float, changed_fraction: float | None, reason: str = "clear"
-    ) -> None:
-        """Release the zone's pin and record the end of its event."""
+    def end_event(self, zone: str, end: EventEnd, *, verdict: Verdict | None, reason: str = "clear") -> None:
+        """Release the zone's pin and record the end of its event; ``verdict``: the zone's last one, if any."""
         self._pin(zone, False)
         self.record(
             EventRecord(
@@ -137,9 +134,10 @@ class Actions(Closing):
                 time=end.end_time,
                 frame=end.end_frame,
                 zone=zone,
-                score=score,
-                changed_fraction=changed_fraction,
+                score=None if verdict is None else verdict.score,
+                changed_fraction=None if verdict is None else verdict.changed_fraction,
                 extra={
+                    "changed_pixels": None if verdict is None else verdict.changed_pixels,
                     "start_time": iso_time(end.start_time),
                     "start_frame": end.start_frame,
                     "duration": round(end.end_time - end.start_time, 3),

@@ -326,7 +326,7 @@ def _chosen_zones(config: Any, args: argparse.Namespace) -> list[str]:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Score frames in every zone; suggest each change zone's thresholds, show each state zone's margin."""
     from monitor.config import load_config, update_config_file
-    from monitor.tuning import state_margin
+    from monitor.tuning import area_spread, state_margin
     from monitor.watch import Watches
 
     config = load_config(args.config)
@@ -345,7 +345,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if zone.kind == "state":
             print(state_margin([v.scores for v in verdicts], threshold=zone.detection.threshold).explanation())
             continue
+        if zone.activity is not None:
+            moved = [v.changed_pixels or 0 for v in verdicts if v.score == v.score]  # frames with an earlier one
+            print(f"changed pixels against the frame {zone.activity.compare_seconds:g} s before: {area_spread(moved)}")
+            continue
         found = _tune_zone(name, [v.score for v in verdicts], zone.detection, args, several=len(names) > 1)
+        quiet = [v.changed_pixels or 0 for v in verdicts if v.score >= found.threshold]
+        print(f"changed pixels on the frames scored unchanged: {area_spread(quiet)} (pick min_area above it)")
         key = config.zone_key(name)
         updates[f"{key}detection.threshold"] = found.threshold
         updates[f"{key}detection.clear_threshold"] = found.clear_threshold

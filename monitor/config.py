@@ -139,6 +139,32 @@ class MaskConfig(_Model):
     image: Annotated[Path | None, AfterValidator(_resolve)] = None
 
 
+def _area_form(value: Any) -> Any:
+    """An area is a number of pixels (1 or more) or a share of the zone such as "2%" (above 0, at most 100)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a number of pixels such as 400, or a share of the zone such as '2%'")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("must be a number of pixels of 1 or more, or a share of the zone such as '2%'")
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", value)
+    if match is None:
+        raise ValueError("must be a number of pixels such as 400, or a share of the zone such as '2%'")
+    if not 0 < float(match.group(1)) <= 100:
+        raise ValueError("must be a share above 0% and at most 100% of the zone")
+    return value.strip().replace(" ", "")
+
+
+Area = Annotated[int | str, AfterValidator(_area_form)]
+
+
+def area_in_pixels(area: int | str, zone_pixels: int) -> int:
+    """``min_area`` in frame pixels: a number of pixels as it is, a share of the zone's ``zone_pixels``."""
+    if isinstance(area, int):
+        return area
+    return max(1, math.ceil(float(area.rstrip("%")) / 100 * zone_pixels))
+
+
 class DetectionConfig(_Model):
     """When a frame counts as changed, and when an event starts and ends."""
 
@@ -152,6 +178,7 @@ class DetectionConfig(_Model):
     min_box_area: Count = 25
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
     lightswitch_fraction: Fraction | None = None
+    min_area: Area | None = None  # change zones: this many changed pixels also make a frame count as below
 
     @model_validator(mode="after")
     def _hysteresis_order(self) -> DetectionConfig:
@@ -261,6 +288,7 @@ class HttpConfig(_Model):
 
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 UNKNOWN = "unknown"  # the state of a state zone whose every reference scores under its threshold
+ACTIVITY_STATES = ("moving", "still")
 LEGACY_ZONE = "main"  # the one zone of a config without zones:
 # Detection keys that belong to the whole frame, not to one zone.
 SCENE_DETECTION_KEYS = ("lightswitch_fraction",)
@@ -270,6 +298,14 @@ def _zone_name_problem(name: object, what: str) -> str | None:
     if isinstance(name, str) and ZONE_NAME.fullmatch(name):
         return None
     return f"{what} {_show(name)}: must be 1-32 characters of a-z, 0-9, _ and -"
+
+
+class ActivityConfig(_Model):
+    """An activity zone: is something in it moving, or has it stood still for too long?"""
+
+    compare_seconds: Annotated[float, _between(0.05, 60.0)] = 1.0
+    still_after: Annotated[float, _between(0.1, 86400.0)] = 60.0
+    min_area: Area = "1%"
 
 
 class ZoneConfig(_Model):
@@ -283,10 +319,20 @@ class ZoneConfig(_Model):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     states: dict[str, Annotated[Path, AfterValidator(_resolve)]] | None = None
+    activity: ActivityConfig | None = None
 
     @property
-    def kind(self) -> Literal["change", "state"]:
+    def kind(self) -> Literal["change", "state", "activity"]:
+        if self.activity is not None:
+            return "activity"
         return "change" if self.states is None else "state"
+
+    @property
+    def state_names(self) -> list[str]:
+        """The states the zone can name besides unknown: its pictures', or moving and still."""
+        if self.activity is not None:
+            return list(ACTIVITY_STATES)
+        return list(self.states or ())
 
     @field_validator("states")
     @classmethod
@@ -310,14 +356,16 @@ class ZoneConfig(_Model):
     def _states_fit(self) -> ZoneConfig:
         if self.states is not None and not self.states:
             raise ValueError("states: a state zone needs at least one state (name: reference image)")
+        if self.activity is not None and self.states is not None:
+            raise ValueError("activity: an activity zone has the states moving and still, so it takes no states:")
         on_states = self.gpio.on_states
         if on_states is None:
             return self
-        if self.states is None:
+        if self.kind == "change":
             raise ValueError(
                 "gpio.on_states: only for a state zone (one with states:), a change zone's pin follows its events"
             )
-        allowed = [*self.states, UNKNOWN]
+        allowed = [*self.state_names, UNKNOWN]
         wrong = [name for name in on_states if name not in allowed]
         if wrong:
             raise ValueError(
@@ -445,7 +493,15 @@ def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:
     for name, zone in data["zones"].items():
         if isinstance(zone, dict) and isinstance(zone.get("detection") or {}, dict):
             own = zone.get("detection") or {}
-            zone = {**zone, "detection": {**top, **own}}
+            merged = {**top, **own}
+            if zone.get("activity") is not None:
+                if "min_area" in own:
+                    raise ValueError(
+                        f"zones.{name}.detection.min_area: an activity zone counts movement with "
+                        "activity.min_area, not detection.min_area"
+                    )
+                merged.pop("min_area", None)  # the top level's is for change zones
+            zone = {**zone, "detection": merged}
             scene_keys = [key for key in SCENE_DETECTION_KEYS if key in own]
             if scene_keys and not data.get("legacy_zone"):
                 raise ValueError(

@@ -228,15 +228,9 @@ class Monitor(Closing):
 
     def _end_dropped(self, zone: str) -> None:
         last = self.actions.last_status
+        verdict = last.zone(zone) if last is not None else None
         for name, end in self.watches.finish_zone(zone, frame=self._last_frame, now=time.time()):
-            verdict = last.zone(name) if last is not None else None
-            self.actions.end_event(
-                name,
-                end,
-                score=verdict.score if verdict else float("nan"),
-                changed_fraction=verdict.changed_fraction if verdict else None,
-                reason="reload",
-            )
+            self.actions.end_event(name, end, verdict=verdict, reason="reload")
 
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:
@@ -262,10 +256,7 @@ class Monitor(Closing):
             if last is not None:
                 reason = "stopped" if self._stop.is_set() else "source ended"
                 for zone, end in self.watches.finish(frame=last.frame, now=last.time):
-                    verdict = last.zone(zone)
-                    self.actions.end_event(
-                        zone, end, score=verdict.score, changed_fraction=verdict.changed_fraction, reason=reason
-                    )
+                    self.actions.end_event(zone, end, verdict=last.zone(zone), reason=reason)
             if self.realtime:
                 self.actions.save_reference(self.watches.adapter, now=None)
         finally:

@@ -367,8 +367,28 @@ class Comparator:
         self._terms[0] = self._reference_terms(reference)
         self.references[0] = reference
 
+    def crop_of(self, frame: np.ndarray) -> np.ndarray:
+        """A copy of the part of ``frame`` this comparator looks at (its zones' box plus context, at work size).
+
+        Keep it to hand back to :meth:`set_reference_crop` later: an activity
+        zone compares each frame with one from a moment before.
+        """
+        self._check_frame(frame)
+        return np.array(self._to_work_size(frame, out=None)[self._crop])
+
+    def set_reference_crop(self, crop: np.ndarray) -> None:
+        """Make an earlier frame's :meth:`crop_of` the (only) reference."""
+        if len(self._terms) != 1:
+            raise ComparisonError("set_reference_crop: this comparator has several references")
+        if crop.shape != self._union.shape or crop.dtype != np.uint8:
+            raise ComparisonError(f"expected a crop of shape {self._union.shape}, got {crop.dtype} {crop.shape}")
+        self._forget_last()
+        self._terms[0] = self._terms_of_crop(crop)
+
     def _reference_terms(self, reference: np.ndarray) -> _ReferenceTerms:
-        crop = self._to_work_size(reference, out=None)[self._crop]
+        return self._terms_of_crop(self._to_work_size(reference, out=None)[self._crop])
+
+    def _terms_of_crop(self, crop: np.ndarray) -> _ReferenceTerms:
         # Second moments are taken of (pixel - shift), with the image's (rounded) mean
         # as the shift: it keeps float32 sums small, so variance = E[x^2] - E[x]^2
         # loses far fewer digits to cancellation. Frames get their own (see _strip_map).

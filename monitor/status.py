@@ -45,9 +45,14 @@ class Scene:
 class Verdict:
     """What one zone made of one frame.
 
-    ``kind``: ``change`` (compared with the scene's reference) or ``state``
-    (compared with each of its state references). ``score``: a change zone's
-    masked mean similarity, a state zone's best state's. ``state``: a change
+    ``kind``: ``change`` (compared with the scene's reference), ``state``
+    (compared with each of its state references) or ``activity`` (compared
+    with the frame a moment before). ``score``: a change zone's masked mean
+    similarity, a state zone's best state's, an activity zone's against that
+    earlier frame (NaN until there is one). ``below``: the frame counts
+    against the zone (under the threshold or over ``min_area``, matching no
+    state, or showing movement). ``changed_pixels``: watched pixels whose local
+    similarity is under ``local_level``, in frame pixels. ``state``: a change
     zone's ``unchanged``/``changed``; a state zone's current state (``unknown``
     when no state matches), None before its first decision. ``settling``: the
     frame was one of those ignored after the camera (re)opened.
@@ -58,13 +63,14 @@ class Verdict:
     """
 
     zone: str
-    kind: Literal["change", "state"]
+    kind: Literal["change", "state", "activity"]
     score: float
     state: str | None
     settling: bool
     active: bool
     threshold: float
     clear_threshold: float
+    below: bool
     changed_fraction: float | None = None
     changed_pixels: int | None = None
     scores: Mapping[str, float] | None = None
@@ -74,11 +80,6 @@ class Verdict:
     changed_to: StateChange | None = None
 
     @property
-    def below(self) -> bool:
-        """The frame counts against the zone: under the threshold (change), or matching no state."""
-        return not self.score >= self.threshold  # NaN counts as below
-
-    @property
     def word(self) -> str:
         """The zone's state in one word, as the status page, CSV and MQTT say it."""
         if self.kind == "change":
@@ -86,7 +87,7 @@ class Verdict:
                 return "changed"
             return "settling" if self.settling else "unchanged"
         if self.state is None:
-            return "settling" if self.settling else "waiting"
+            return "settling" if self.settling else "unknown" if self.kind == "activity" else "waiting"
         return self.state
 
 

@@ -17,6 +17,8 @@ is the one thing here that touches the disk, once, when a set is built.
 from __future__ import annotations
 
 import logging
+import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from monitor.adapt import LightSwitch, ReferenceAdapter
-from monitor.config import Config, DetectionConfig, ZoneConfig
-from monitor.detector import Detector, EventEnd, EventStart, StateDetector
+from monitor.config import Config, DetectionConfig, ZoneConfig, area_in_pixels
+from monitor.detector import ActivityDetector, Detector, EventEnd, EventStart, StateDetector
 from monitor.exc import ComparisonError, ConfigError, ReferenceImageError
 from monitor.images import ImageFileError, read_gray
 from monitor.mask import zone_masks
@@ -98,22 +100,36 @@ class _ChangeGroup:
     names: list[str]
 
 
+def _watched(mask: np.ndarray | None, shape: tuple[int, int]) -> int:
+    return shape[0] * shape[1] if mask is None else int(np.count_nonzero(mask))
+
+
 class _ChangeWatch:
     """A change zone: its score against the scene's reference, its events."""
 
     kind = "change"
 
-    def __init__(self, name: str, zone: ZoneConfig) -> None:
+    def __init__(self, name: str, zone: ZoneConfig, mask: np.ndarray | None, shape: tuple[int, int]) -> None:
         self.name = name
         self.zone = zone
-        self.detector = Detector.from_config(zone.detection)
+        area = zone.detection.min_area
+        self.min_area = None if area is None else area_in_pixels(area, _watched(mask, shape))
+        self.detector = Detector.from_config(zone.detection, min_area=self.min_area)
+
+    def settle(self) -> None:
+        self.detector.settle()
+
+    def take_over(self, old: _ChangeWatch) -> None:
+        """Keep the running zone's detector (its open event), under this zone's thresholds."""
+        old.detector.reconfigure(self.zone.detection, min_area=self.min_area)
+        self.detector = old.detector
 
     def judge(
         self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
     ) -> Verdict:
         detector = self.detector
         settling = detector.settling
-        outcome = detector.update(score, frame=frame, now=now)
+        outcome = detector.update(score, frame=frame, now=now, changed=changed[1])
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -125,6 +141,7 @@ class _ChangeWatch:
             active=detector.active,
             threshold=detector.threshold,
             clear_threshold=detector.clear_threshold,
+            below=detector.below(score, changed[1]),
             changed_fraction=changed[0],
             changed_pixels=changed[1],
             boxes=boxes,
@@ -155,6 +172,14 @@ class _StateWatch:
         self.detector = StateDetector.from_config(detection)
         self.on_states = frozenset(zone.gpio.on_states or ())
 
+    def settle(self) -> None:
+        self.detector.settle()
+
+    def take_over(self, old: _StateWatch) -> None:
+        """Keep the running zone's state, under this zone's threshold."""
+        old.detector.reconfigure(self.zone.detection)
+        self.detector = old.detector
+
     def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
@@ -170,9 +195,99 @@ class _StateWatch:
             active=detector.state in self.on_states,
             threshold=detector.threshold,
             clear_threshold=detector.threshold,
+            below=not best >= detector.threshold,
             scores=scores,
             changed_to=change,
         )
+
+
+class _ActivityWatch:
+    """An activity zone: each frame against the one ``compare_seconds`` before, moving or still.
+
+    Keeps a small ring of the zone's crops (not whole frames), each with its
+    frame time, and compares the frame with the newest one at least
+    ``compare_seconds`` old. Movement is at least ``min_area`` pixels whose
+    local similarity is under ``local_level``; the mean is not used.
+    """
+
+    kind = "activity"
+
+    def __init__(
+        self, name: str, zone: ZoneConfig, mask: np.ndarray | None, shape: tuple[int, int], *, fps: float
+    ) -> None:
+        assert zone.activity is not None
+        self.name = name
+        self.zone = zone
+        self.activity = activity = zone.activity
+        detection = zone.detection
+        self.comparator = Comparator(
+            np.zeros(shape, np.uint8),  # a stand-in until the first crop old enough takes its place
+            mask=mask,
+            method=detection.method,
+            local_level=detection.local_level,
+            downscale=detection.downscale,
+        )
+        self.min_area = area_in_pixels(activity.min_area, _watched(mask, shape))
+        # A crop per frame for compare_seconds, twice over for a rate above fps; never unbounded.
+        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=math.ceil(2 * activity.compare_seconds * fps) + 2)
+        self.detector = ActivityDetector(
+            still_after=activity.still_after,
+            trigger_frames=detection.trigger_frames,
+            settle_frames=detection.settle_frames,
+        )
+        self.on_states = frozenset(zone.gpio.on_states or ())
+
+    @property
+    def ring_bytes(self) -> int:
+        """What the ring holds now, in bytes."""
+        return sum(crop.nbytes for _, crop in self._ring)
+
+    def settle(self) -> None:
+        self.detector.settle()
+        self._ring.clear()  # frames from before the camera went are no measure of movement now
+
+    def take_over(self, old: _ActivityWatch) -> None:
+        """Keep the running zone's state and clock, under this zone's times."""
+        old.detector.reconfigure(
+            still_after=self.activity.still_after,
+            trigger_frames=self.zone.detection.trigger_frames,
+            settle_frames=self.zone.detection.settle_frames,
+        )
+        self.detector = old.detector
+
+    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+        ring = self._ring
+        if ring and now < ring[-1][0]:
+            ring.clear()  # the clock stepped back
+        due = now - self.activity.compare_seconds
+        while len(ring) > 1 and ring[1][0] <= due:
+            ring.popleft()  # keep the newest crop that is old enough, and those younger
+        score, changed, movement = float("nan"), 0, None
+        if ring and ring[0][0] <= due:
+            self.comparator.set_reference_crop(ring[0][1])
+            result = self.comparator.compare(image, boxes=False)
+            score, changed = result.score, result.changed_pixels
+            movement = changed >= self.min_area
+        ring.append((now, self.comparator.crop_of(image)))
+        detector = self.detector
+        settling = detector.settling
+        change = detector.update(movement, frame=frame, now=now, scores={"changed_pixels": changed})
+        return Verdict(
+            zone=self.name,
+            kind="activity",
+            score=score,
+            state=detector.state,
+            settling=settling,
+            active=detector.state in self.on_states,
+            threshold=self.zone.detection.local_level,
+            clear_threshold=self.zone.detection.local_level,
+            below=bool(movement),
+            changed_pixels=changed,
+            changed_to=change,
+        )
+
+
+_Watch = _ChangeWatch | _StateWatch | _ActivityWatch
 
 
 class Watches:
@@ -197,10 +312,11 @@ class Watches:
             raise ReferenceImageError("reference: the change zones need the scene's reference")
         self.reference = reference
         self._groups: list[_ChangeGroup] = []
-        self._watches: list[_ChangeWatch | _StateWatch] = []
+        self._watches: list[_Watch] = []
         self._change: dict[str, tuple[_ChangeGroup, int]] = {}
         self._build(config, reference, state_references)
         self._scene: Scene | None = None
+        self._blank: np.ndarray | None = None
         self.adapter = self._make_adapter(config, reference)
         self.light_switch = self._make_light_switch(config)
 
@@ -236,12 +352,16 @@ class Watches:
             self._groups.append(group)
             for index, name in enumerate(names):
                 self._change[name] = (group, index)
+        shape = (config.source.height, config.source.width)
         for name, zone in config.zones.items():
-            watch: _ChangeWatch | _StateWatch
+            mask = self.masks[name]
+            watch: _Watch
             if zone.kind == "change":
-                watch = _ChangeWatch(name, zone)
+                watch = _ChangeWatch(name, zone, mask, shape)
+            elif zone.kind == "activity":
+                watch = _ActivityWatch(name, zone, mask, shape, fps=config.source.fps)
             else:
-                watch = _StateWatch(name, zone, state_references[name], self.masks[name])
+                watch = _StateWatch(name, zone, state_references[name], mask)
             self._watches.append(watch)
 
     def carry_over(self, running: Watches) -> list[str]:
@@ -256,11 +376,12 @@ class Watches:
         dropped = []
         for old in running._watches:
             new = mine.get(old.name)
-            if (isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch)) or (
-                isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states
-            ):
-                old.detector.reconfigure(new.zone.detection)
-                new.detector = old.detector
+            if isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch):
+                new.take_over(old)
+            elif isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states:
+                new.take_over(old)
+            elif isinstance(old, _ActivityWatch) and isinstance(new, _ActivityWatch):
+                new.take_over(old)
             else:
                 dropped.append(old.name)
         return dropped
@@ -309,7 +430,11 @@ class Watches:
         """The picture to draw the zones on: the scene's reference, else the first state reference."""
         if self.reference is not None:
             return self.reference
-        first = next(watch for watch in self._watches if isinstance(watch, _StateWatch))
+        first = next((watch for watch in self._watches if isinstance(watch, _StateWatch)), None)
+        if first is None:  # activity zones only: no picture of how it should look
+            if self._blank is None:
+                self._blank = np.full(self.shape, 64, np.uint8)
+            return self._blank
         return first.comparator.reference
 
     @property
@@ -338,6 +463,8 @@ class Watches:
         """
         full = np.full(image.shape, np.nan, np.float32)
         for watch in self._watches:
+            if isinstance(watch, _ActivityWatch):
+                continue  # compared with a moment before, not with a picture
             if isinstance(watch, _ChangeWatch):
                 assert self.reference is not None
                 reference = self.reference
@@ -364,7 +491,7 @@ class Watches:
         watch = self._watch(name)
         return list(watch.states) if isinstance(watch, _StateWatch) else []
 
-    def _watch(self, name: str) -> _ChangeWatch | _StateWatch:
+    def _watch(self, name: str) -> _Watch:
         for watch in self._watches:
             if watch.name == name:
                 return watch
@@ -392,7 +519,7 @@ class Watches:
     def settle(self) -> None:
         """The source just (re)opened: every zone ignores its next settle_frames frames."""
         for watch in self._watches:
-            watch.detector.settle()
+            watch.settle()
 
     def finish(self, *, frame: int, now: float) -> list[tuple[str, EventEnd]]:
         """Close every open event because frames stopped; (zone, end) for each."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,21 @@ def write_scene(
     folder: Path, *, frames: int, placements: list[tuple[range, tuple[int, int], np.ndarray]], fps: float = 25.0
 ) -> Path:
     """Write an MJPG clip of the photo with noise and, in each range, ``patch`` with its top-left corner at (x, y)."""
+
+    def where(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+        return [(place, patch) for during, place, patch in placements if index in during]
+
+    return write_moving(folder, frames=frames, where=where, fps=fps)
+
+
+def write_moving(
+    folder: Path,
+    *,
+    frames: int,
+    where: Callable[[int], list[tuple[tuple[int, int], np.ndarray]]],
+    fps: float = 25.0,
+) -> Path:
+    """Write an MJPG clip of the photo with noise and, in frame i, each patch ``where(i)`` gives at its (x, y)."""
     folder.mkdir(parents=True, exist_ok=True)
     base = background()
     rng = np.random.default_rng(5)
@@ -78,9 +94,8 @@ def write_scene(
     assert writer.isOpened()
     for index in range(frames):
         frame = base.astype(np.float32) + rng.normal(0, 1.5, base.shape).astype(np.float32)
-        for during, (x, y), patch in placements:
-            if index in during:
-                frame[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+        for (x, y), patch in where(index):
+            frame[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
         writer.write(np.clip(frame, 0, 255).astype(np.uint8))
     writer.release()
     return video

@@ -220,6 +220,11 @@ def test_a_zone_takes_the_top_level_detection_and_overrides_its_own_keys() -> No
         ("zones: {shelf: {states: {Full: a.png}}}", "zones.shelf.states.'Full': must be 1-32 characters"),
         ("zones: {shelf: {states: {}}}", "zones.shelf.states: a state zone needs at least one state"),
         ("zones: {door: {mask: {inclde: []}}}", "zones.door.mask.inclde: unknown key (did you mean 'include'?)"),
+        ("zones: {belt: {activity: {}, states: {x: a.png}}}", "zones.belt.activity: an activity zone has the states"),
+        ("zones: {belt: {activity: {}, detection: {min_area: 40}}}", "zones.belt.detection.min_area: an activity zone"),
+        ("zones: {belt: {activity: {compare_seconds: 0}}}", "zones.belt.activity.compare_seconds: must be between"),
+        ("zones: {bed: {detection: {min_area: -1}}}", "zones.bed.detection.min_area: must be a number of pixels of 1"),
+        ("zones: {bed: {detection: {min_area: '120%'}}}", "zones.bed.detection.min_area: must be a share above 0%"),
     ],
 )
 def test_each_zone_rule_is_one_line_naming_the_zone_and_key(text: str, expected: str) -> None:
@@ -253,5 +258,6 @@ def test_the_shipped_zones_example_is_valid_once_uncommented() -> None:
             in_zones = False
         lines.append(line)
     config = parse_config("\n".join(lines))
-    assert list(config.zones) == ["door", "shelf", "porch"] and not config.legacy_zone
+    assert list(config.zones) == ["door", "shelf", "porch", "belt"] and not config.legacy_zone
+    assert config.zones["belt"].kind == "activity"
     assert config.zones["shelf"].kind == "state" and config.zones["door"].detection.threshold == 0.85

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -475,3 +475,22 @@ def test_each_zone_gets_its_entities_and_topics(
     assert shelf_config["state_topic"] == f"{PREFIX}/shelf/state"
     assert [s["state_topic"] for s in scores] == [f"{PREFIX}/door/score", f"{PREFIX}/shelf/score"]
     assert len({json.dumps(c["device"]) for c in (door_config, shelf_config, *scores)}) == 1  # one device
+
+
+def test_an_activity_zone_is_a_moving_binary_sensor_on_when_moving() -> None:
+    from monitor.integrations.mqtt import _state_payload, discovery_messages, zone_topics
+
+    zones = parse_config("zones: {belt: {activity: {}}}").zones
+    [(topic, entity), _score] = discovery_messages(
+        discovery_prefix="homeassistant",
+        topic_prefix=PREFIX,
+        node=HOST,
+        device_class="problem",
+        device_name="x",
+        zones=zone_topics(PREFIX, zones),
+    )
+    assert topic == f"homeassistant/binary_sensor/{HOST}/belt_moving/config"
+    assert entity["device_class"] == "moving" and entity["state_topic"] == f"{PREFIX}/belt/state"
+    moving = statuses.state("belt", {"moving": 1.0}, current=None)
+    payloads = [_state_payload(replace(moving, kind="activity", state=state)) for state in (None, "moving", "still")]
+    assert payloads == [None, "ON", "OFF"]

@@ -273,3 +273,98 @@ def test_hooks_and_mqtt_json_carry_the_zone(kind: str) -> None:
     env = hook_environment(record, base={})
     assert {key: env[key] for key in expected} == expected
     assert json.loads(json.dumps(record.to_json()))["zone"] == record.zone
+
+
+# --- what counts as a change: a minimum changed area, and activity zones (issue 23) -------------
+
+
+def small_object() -> np.ndarray:
+    """The cup at 12x8 pixels: 96 pixels, 0.5 % of the 160x120 frame."""
+    return cv2.resize(object_patch(), (12, 8), interpolation=cv2.INTER_AREA)
+
+
+def whole_frame(area: str) -> str:
+    return (
+        f"source: {{kind: opencv, device: scene.avi, width: {WIDTH}, height: {HEIGHT}, fps: 25}}\n"
+        "reference: reference.png\n"
+        "detection: {threshold: 0.95, clear_threshold: 0.955, trigger_frames: 3, clear_frames: 3, settle_frames: 2"
+        f"{area}}}\ngpio: {{pin: 17}}\nevents: {{log: events.jsonl, snapshots: null}}\n"
+    )
+
+
+def test_a_small_object_in_a_big_zone_is_an_event_with_min_area_only(tmp_path: Path, factory: MockFactory) -> None:
+    write_scene(tmp_path, frames=60, placements=[(range(20, 40), (30, 50), small_object())])
+    cv2.imwrite(str(tmp_path / "reference.png"), background())
+    (tmp_path / "config.yaml").write_text(whole_frame(""))
+    run(tmp_path, factory)
+    assert not (tmp_path / "events.jsonl").exists() or read_events(tmp_path / "events.jsonl") == []
+
+    (tmp_path / "config.yaml").write_text(whole_frame(", min_area: 100"))
+    run(tmp_path, MockFactory())
+    events = read_events(tmp_path / "events.jsonl")
+    assert [(e["type"], e["frame"]) for e in events] == [("event_start", 22), ("event_end", 42)]
+    assert events[0]["score"] > 0.95  # the mean hardly moved: the area did it
+    assert events[0]["changed_pixels"] >= 100 and events[1]["changed_pixels"] < 100
+
+
+def test_min_area_as_a_share_of_the_zone_and_its_config_errors(tmp_path: Path) -> None:
+    from monitor.config import parse_config
+    from monitor.exc import ConfigError
+    from monitor.mask import zone_masks
+
+    config = parse_config(whole_frame(', min_area: "0.5%"'))
+    assert config.zones["main"].detection.min_area == "0.5%"
+    too_big = parse_config(
+        "zones: {bed: {mask: {include: [[[0, 0], [10, 0], [10, 10], [0, 10]]]}, detection: {min_area: 500}}}"
+    )
+    with pytest.raises(ConfigError) as info:
+        zone_masks(too_big)
+    assert info.value.problems == [
+        "zones.bed.detection.min_area: 500 pixels is more than the 121 pixels the zone watches"
+    ]
+
+
+def moving_cup(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """The cup slides right (frames 0-29), stands still (30-109), slides back left (110-139)."""
+    if index < 30:
+        x = 5 + 3 * index
+    elif index < 110:
+        x = 92
+    else:
+        x = 92 - 3 * (index - 109)
+    return [((x, 60), object_patch())]
+
+
+BELT = f"""
+source: {{kind: opencv, device: scene.avi, width: {WIDTH}, height: {HEIGHT}, fps: 25}}
+detection: {{trigger_frames: 3, settle_frames: 2}}
+zones:
+  belt:
+    mask: {{include: [[[0, 50], [160, 50], [160, 110], [0, 110]]]}}
+    activity: {{compare_seconds: 0.2, still_after: 2, min_area: "1%"}}
+    gpio: {{pin: 22, on_states: [still]}}
+events: {{log: events.jsonl, snapshots: null}}
+"""
+
+
+def test_an_activity_zone_goes_still_when_the_movement_stops_and_moving_when_it_starts(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    from tests.scenes import write_moving
+
+    write_moving(tmp_path, frames=140, where=moving_cup)
+    (tmp_path / "config.yaml").write_text(BELT)  # no reference picture: an activity zone needs none
+    recorder = Recorder()
+    run(tmp_path, factory, recorder)
+
+    states = [(e["state"], e["previous"], e["frame"]) for e in read_events(tmp_path / "events.jsonl")]
+    # Moving from the third frame with an earlier one 0.2 s (5 frames) back; the last movement is
+    # frame 33 against 28, so still 2 s (50 frames) later; moving again three frames into the return.
+    assert [(state, previous) for state, previous, _ in states] == [
+        ("moving", None),
+        ("still", "moving"),
+        ("moving", "still"),
+    ]
+    assert [frame for *_, frame in states] == pytest.approx([7, 83, 112], abs=2)
+    assert [w["belt"] for w in recorder.words[2:5]] == ["unknown"] * 3  # nothing to compare with yet
+    assert levels(factory, 22) == [False, True, False]  # on while still, as on_states asks

@@ -4,14 +4,16 @@ Topics under ``<prefix>`` (default ``monitor/<hostname>``): ``availability``
 (``online``/``offline``, retained, ``offline`` also as the last will),
 ``event`` (one JSON object per event record, as written to the event log), and
 per zone ``<zone>/state`` (a change zone: ``ON`` during an event, ``OFF``
-otherwise; a state zone: its state's name; retained) and ``<zone>/score`` (at
+otherwise; a state zone: its state's name; an activity zone: ``ON`` while
+moving, ``OFF`` when still; retained) and ``<zone>/score`` (at
 most one per ``score_interval``). A config without ``zones:`` keeps the
 topics it always had, ``state`` and ``score`` right under the prefix, and the
 entities Home Assistant already knows.
 
 Home Assistant discovery makes one device with, per zone, a ``binary_sensor``
-(change zone) or an ``enum`` ``sensor`` whose options are the states and
-``unknown`` (state zone), and a score ``sensor``.
+(change zone), an ``enum`` ``sensor`` whose options are the states and
+``unknown`` (state zone) or a ``moving`` ``binary_sensor`` (activity zone),
+and a score ``sensor``.
 
 paho runs its own network thread and reconnects with back-off. Events are
 handed to paho only while connected; in between they wait in a bounded queue
@@ -116,6 +118,16 @@ def discovery_messages(
                 "device_class": device_class,
             }
             messages.append((f"{discovery_prefix}/binary_sensor/{node}/{object_id}change/config", entity))
+        elif zone.kind == "activity":
+            entity = {
+                "name": zone.entity,
+                "unique_id": f"monitor_{ident}_moving",
+                "state_topic": zone.state_topic,
+                "payload_on": ON,
+                "payload_off": OFF,
+                "device_class": "moving",
+            }
+            messages.append((f"{discovery_prefix}/binary_sensor/{node}/{object_id}moving/config", entity))
         else:
             entity = {
                 "name": zone.entity,
@@ -370,6 +382,8 @@ def _state_payload(verdict: Verdict) -> str | None:
     """What a zone's state topic says: ON/OFF for a change zone, the state's name for a state zone."""
     if verdict.kind == "change":
         return ON if verdict.state == "changed" else OFF
+    if verdict.kind == "activity":
+        return None if verdict.state is None else ON if verdict.state == "moving" else OFF
     return verdict.state  # None until the zone's first decision: nothing to say yet
 
 
