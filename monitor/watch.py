@@ -376,11 +376,11 @@ class Watches:
         dropped = []
         for old in running._watches:
             new = mine.get(old.name)
-            if isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch):
-                new.take_over(old)
-            elif isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states:
-                new.take_over(old)
-            elif isinstance(old, _ActivityWatch) and isinstance(new, _ActivityWatch):
+            if (
+                (isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch))
+                or (isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states)
+                or (isinstance(old, _ActivityWatch) and isinstance(new, _ActivityWatch))
+            ):
                 new.take_over(old)
             else:
                 dropped.append(old.name)
