@@ -179,7 +179,7 @@ class Detector:
         return self._start
 
     def below(self, score: float, changed: int = 0) -> bool:
-        """True when a frame counts as changed: ``score`` under ``threshold``, or ``changed`` pixels at least ``min_area``."""
+        """True when a frame counts as changed: ``score`` under ``threshold``, or ``changed`` >= ``min_area``."""
         return score < self.threshold or (self.min_area is not None and changed >= self.min_area)
 
     def clear(self, score: float, changed: int = 0) -> bool:
