@@ -119,10 +119,13 @@ class _ChangeWatch:
     def settle(self) -> None:
         self.detector.settle()
 
-    def take_over(self, old: _ChangeWatch) -> None:
-        """Keep the running zone's detector (its open event), under this zone's thresholds."""
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running change zone's detector (its open event), under this zone's thresholds."""
+        if not isinstance(old, _ChangeWatch):
+            return False
         old.detector.reconfigure(self.zone.detection, min_area=self.min_area)
         self.detector = old.detector
+        return True
 
     def judge(
         self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
@@ -175,10 +178,13 @@ class _StateWatch:
     def settle(self) -> None:
         self.detector.settle()
 
-    def take_over(self, old: _StateWatch) -> None:
-        """Keep the running zone's state, under this zone's threshold."""
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running state zone's state, if it has the same states, under this zone's threshold."""
+        if not isinstance(old, _StateWatch) or old.states != self.states:
+            return False
         old.detector.reconfigure(self.zone.detection)
         self.detector = old.detector
+        return True
 
     def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
@@ -246,14 +252,17 @@ class _ActivityWatch:
         self.detector.settle()
         self._ring.clear()  # frames from before the camera went are no measure of movement now
 
-    def take_over(self, old: _ActivityWatch) -> None:
-        """Keep the running zone's state and clock, under this zone's times."""
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running activity zone's state and clock, under this zone's times."""
+        if not isinstance(old, _ActivityWatch):
+            return False
         old.detector.reconfigure(
             still_after=self.activity.still_after,
             trigger_frames=self.zone.detection.trigger_frames,
             settle_frames=self.zone.detection.settle_frames,
         )
         self.detector = old.detector
+        return True
 
     def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
         ring = self._ring
@@ -376,13 +385,7 @@ class Watches:
         dropped = []
         for old in running._watches:
             new = mine.get(old.name)
-            if (
-                (isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch))
-                or (isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states)
-                or (isinstance(old, _ActivityWatch) and isinstance(new, _ActivityWatch))
-            ):
-                new.take_over(old)
-            else:
+            if new is None or not new.take_over(old):
                 dropped.append(old.name)
         return dropped
 
