@@ -111,7 +111,7 @@ class Monitor(Closing):
         """Run until the source ends or :meth:`stop`; always leaves every pin inactive."""
         started = time.monotonic()
         try:
-            self.source.open()
+            self._open_source()
             self.watches.settle()
             self._loop()
         finally:
@@ -122,6 +122,20 @@ class Monitor(Closing):
             events=self.actions.events,
             seconds=time.monotonic() - started,
         )
+
+    def _open_source(self) -> None:
+        """Open the source; a live camera that is not there yet is waited for like any lost camera.
+
+        An IP or USB camera often comes up after the Pi (every power cut): the
+        wait is bounded by ``source.give_up_seconds`` as any outage is. A
+        recording that cannot be opened is an error at once.
+        """
+        try:
+            self.source.open()
+        except SourceError as exc:
+            if self.source.is_recording or self._stop.is_set():
+                raise
+            self._recover(exc)
 
     def _loop(self) -> None:
         ready_sent = False

@@ -38,16 +38,9 @@ def build_mask(config: MaskConfig, *, width: int, height: int) -> np.ndarray | N
         watched[:] = 255
     if config.image is not None:
         try:
-            image = read_gray(config.image)
+            image = read_gray(config.image, size=(width, height))
         except ImageFileError as exc:
             raise ConfigError([f"mask.image: {exc}"]) from None
-        if image.shape != (height, width):
-            raise ConfigError(
-                [
-                    f"mask.image: {config.image} is {image.shape[1]}x{image.shape[0]}, "
-                    f"expected the frame size {width}x{height}"
-                ]
-            )
         watched[image < 128] = 0
     for polygon in polygons_in_pixels(config.exclude, units=config.units, width=width, height=height):
         cv2.fillPoly(watched, [polygon], 0)

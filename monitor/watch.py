@@ -41,16 +41,9 @@ _log = logging.getLogger(__name__)
 
 def _read_frame_sized(path: Path, config: Config, *, what: str, fix: str) -> np.ndarray:
     try:
-        image = read_gray(path)
+        return read_gray(path, size=(config.source.width, config.source.height))
     except ImageFileError as exc:
         raise ReferenceImageError(f"{what} {exc}; {fix}") from None
-    width, height = config.source.width, config.source.height
-    if image.shape != (height, width):
-        raise ReferenceImageError(
-            f"{what} {path}: is {image.shape[1]}x{image.shape[0]}, expected the frame size "
-            f"{width}x{height} (source.width x source.height); {fix}"
-        )
-    return image
 
 
 def load_reference(config: Config, *, config_path: Path | str = "CONFIG") -> np.ndarray:

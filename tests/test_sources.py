@@ -269,11 +269,26 @@ def test_folder_in_name_order_as_gray(folder: Path) -> None:
     assert all(f.image.ndim == 2 and f.image.dtype == np.uint8 for f in frames)
 
 
-def test_images_of_another_size_are_delivered_as_they_are(folder: Path) -> None:
+def test_an_image_of_another_size_is_dropped_once_without_being_decoded(
+    folder: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cv2.imwrite(str(folder / "d.png"), cv2.resize(pan(1)[0], (2 * W, H)))
-    with ImageFolderSource(images_config(str(folder)), realtime=False) as source:
-        shapes = [f.image.shape for f in read_all(source)]
-    assert shapes == [(H, W), (H, W), (H, W), (H, 2 * W)]
+    decoded: list[tuple[int, ...]] = []
+    real_imdecode = cv2.imdecode
+
+    def imdecode(data: np.ndarray, flags: int) -> np.ndarray:
+        image = real_imdecode(data, flags)
+        decoded.append(image.shape)
+        return image
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    source = ImageFolderSource(images_config(str(folder), loop=True), realtime=False)
+    with caplog.at_level(logging.WARNING, logger="monitor.sources"), source:
+        [source.read() for _ in range(7)]
+        assert source.skipped == 1  # dropped from the list: not counted (nor warned about) on every pass
+    assert all(shape[:2] == (H, W) for shape in decoded)  # the wrong one was never decoded
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"d.png: is {2 * W}x{H}, expected the frame size {W}x{H}" in warning
 
 
 def test_undecodable_file_is_skipped_and_counted(folder: Path, caplog: pytest.LogCaptureFixture) -> None:

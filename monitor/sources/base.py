@@ -197,12 +197,16 @@ class FrameSource(Closing, abc.ABC):
     def open(self) -> None:
         """Start delivering frames; does nothing if already open.
 
-        Raises SourceError with a one-line message naming the device.
+        Raises SourceError with a one-line message naming the device, for
+        any OSError of the device too.
         """
         if self._open:
             return
         try:
             self._start()
+        except OSError as exc:  # a folder the daemon may not read, no file descriptors left, ...
+            self._stop()
+            raise SourceError(f"{self.name}: cannot open: {one_line(exc)}") from exc
         except BaseException:
             self._stop()
             raise
@@ -214,12 +218,15 @@ class FrameSource(Closing, abc.ABC):
     def read(self) -> Frame | None:
         """The next frame, or None when a recording has ended (never for live sources).
 
-        Raises SourceError when the device fails or no frame arrives within
-        ``config.capture_timeout``.
+        Raises SourceError when the device fails (any OSError included) or no
+        frame arrives within ``config.capture_timeout``.
         """
         if not self._open:
             raise SourceError(f"{self.name}: read() on a source that is not open")
-        got = self._next() if self._ahead is None else self._ahead.get()
+        try:
+            got = self._next() if self._ahead is None else self._ahead.get()
+        except OSError as exc:  # every failure of a device or a file is a lost camera, recovered from
+            raise SourceError(f"{self.name}: {one_line(exc)}") from exc
         if got is None:
             return None
         image, stamp = got
