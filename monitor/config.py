@@ -30,6 +30,7 @@ from pydantic import (
 from monitor.exc import ConfigError
 
 __all__ = [
+    "ClipsConfig",
     "Config",
     "DetectionConfig",
     "EventsConfig",
@@ -190,6 +191,30 @@ class GpioConfig(_Model):
         return value
 
 
+ClipSide = Annotated[int, Field(ge=16, le=8192)]
+
+
+class ClipsConfig(_Model):
+    """Event clips with seconds of pre-roll from a RAM ring buffer (``events.clips``; absent = no clips)."""
+
+    folder: Annotated[Path, AfterValidator(_resolve)] = Path("clips")
+    pre_seconds: Annotated[float, Field(ge=0, le=60)] = 3.0
+    post_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
+    max_seconds: Positive = 120.0
+    fps: Positive | None = None  # None: source.fps
+    size: tuple[ClipSide, ClipSide] | None = None  # None: the compared frame's size
+    keep_clips: Annotated[int, Field(ge=1)] = 50
+    max_clip_mb: Positive = 500.0
+
+    @model_validator(mode="after")
+    def _longer_than_pre_roll(self) -> ClipsConfig:
+        if self.max_seconds <= self.pre_seconds:
+            raise ValueError(
+                f"max_seconds: must be above pre_seconds ({self.pre_seconds:g}), got {self.max_seconds:g}"
+            )
+        return self
+
+
 class EventsConfig(_Model):
     """Where events and snapshots are written, and how much of them is kept."""
 
@@ -199,6 +224,7 @@ class EventsConfig(_Model):
     max_snapshot_mb: Positive = 200.0
     max_log_mb: Positive = 10.0
     keep_logs: Annotated[int, Field(ge=1)] = 5
+    clips: ClipsConfig | None = None
 
 
 class MqttTlsConfig(_Model):
@@ -415,6 +441,20 @@ class Config(_Model):
                     )
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _clip_size_fits(self) -> Config:
+        clips = self.events.clips
+        if clips is None or clips.size is None:
+            return self
+        width, height = clips.size
+        if width > self.source.width or height > self.source.height:
+            raise ValueError(
+                f"events.clips.size: [{width}, {height}] is larger than the compared frame "
+                f"({self.source.width}x{self.source.height}, source.width x source.height): clips are made "
+                "from the compared frames, so the size can be that or smaller (null = that)"
+            )
         return self
 
     def zone_key(self, name: str) -> str:
