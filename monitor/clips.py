@@ -494,8 +494,6 @@ class _ClipWriter(threading.Thread):
                     self._give_up(f"{type(exc).__name__}: {exc}")
                 else:
                     self._report(logging.WARNING, "clips: %s failed: %s", type(message).__name__, exc, exc_info=True)
-        if self._open is not None:  # stopped in the middle of a clip: keep what was written
-            self._end(_End(self._open.path, "stopped"))
 
     def _begin(self, message: _Begin) -> None:
         if self._open is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -209,9 +210,7 @@ class ClipsConfig(_Model):
     @model_validator(mode="after")
     def _longer_than_pre_roll(self) -> ClipsConfig:
         if self.max_seconds <= self.pre_seconds:
-            raise ValueError(
-                f"max_seconds: must be above pre_seconds ({self.pre_seconds:g}), got {self.max_seconds:g}"
-            )
+            raise ValueError(f"max_seconds: must be above pre_seconds ({self.pre_seconds:g}), got {self.max_seconds:g}")
         return self
 
 
@@ -658,6 +657,9 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
         part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = getattr(field, "annotation", None)
+        optional = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+        if isinstance(annotation, types.UnionType) and len(optional) == 1:  # an optional section: Model | None
+            annotation = optional[0]
         if getattr(annotation, "__origin__", None) is dict:  # zones: name -> ZoneConfig
             annotation = getattr(annotation, "__args__", (None, None))[1]
             if parts:
