@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             handle = path.open("rb") if path is not None else None
         except OSError:  # deleted by retention between the check and the open
             handle = None
-        if handle is None:
+        if path is None or handle is None:
             self._send(HTTPStatus.NOT_FOUND, b"no such clip\n", "text/plain; charset=utf-8")
             return
         with handle:
@@ -298,7 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
             start, end = span
             partial = (start, end) != (0, size - 1)
             self.send_response(HTTPStatus.PARTIAL_CONTENT if partial else HTTPStatus.OK)
-            self.send_header("Content-Type", CLIP_TYPES.get(path.suffix if path else "", "application/octet-stream"))
+            self.send_header("Content-Type", CLIP_TYPES.get(path.suffix, "application/octet-stream"))
             self.send_header("Content-Length", str(end - start + 1))
             self.send_header("Accept-Ranges", "bytes")
             if partial:
