@@ -21,6 +21,7 @@ BENCHMARKS = [
     "bench_callgrind.py",
     "bench_drift.py",
     "soak.py",
+    "bench_clips.py",
 ]
 
 if __name__ == "__main__":

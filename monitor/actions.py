@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from monitor.clips import ClipRecorder
 from monitor.closing import Closing
 from monitor.config import Config, GpioConfig
 from monitor.detector import EventEnd
@@ -71,6 +72,8 @@ class Actions(Closing):
             self.event_log.close()
             raise
         self._pin_on = dict.fromkeys(config.zones, False)
+        # Last: nothing after it can fail, so a failed start never leaves its writer thread running.
+        self.clips = ClipRecorder.of(config, outlines=self.outlines)
         self.events = 0
         self._reference_saved_at: float | None = None
         self.last_status: FrameStatus | None = None
@@ -100,6 +103,10 @@ class Actions(Closing):
                         extra={"changed_pixels": verdict.changed_pixels},
                     )
                 )
+                if self.clips is not None:
+                    self.clips.event_started(
+                        verdict.zone, frame=verdict.started.frame, now=verdict.started.time, boxes=verdict.boxes
+                    )
             elif verdict.ended is not None:
                 self.end_event(verdict.zone, verdict.ended, verdict=verdict)
             elif verdict.changed_to is not None:
@@ -120,14 +127,20 @@ class Actions(Closing):
                         },
                     )
                 )
+        if self.clips is not None:  # after the transitions: a clip begun on this frame holds it
+            self.clips.feed(image, verdicts, frame=frame, now=now)
         status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
         self.last_status = status
         self.tell("on_frame", status)
         return status
 
     def end_event(self, zone: str, end: EventEnd, *, verdict: Verdict | None, reason: str = "clear") -> None:
-        """Release the zone's pin and record the end of its event; ``verdict``: the zone's last one, if any."""
+        """Release the zone's pin and record the end of its event (with its clip's path when clips are on).
+
+        ``verdict``: the zone's last one, if any.
+        """
         self._pin(zone, False)
+        clip = {} if self.clips is None else {"clip": self.clips.event_ended(zone, frame=end.end_frame)}
         self.record(
             EventRecord(
                 type="event_end",
@@ -143,6 +156,7 @@ class Actions(Closing):
                     "duration": round(end.end_time - end.start_time, 3),
                     "lowest_score": round(end.lowest_score, 5),
                     "reason": reason,
+                    **clip,
                 },
             )
         )
@@ -270,10 +284,10 @@ class Actions(Closing):
         self.config, self.watches = config, watches
 
     def close(self) -> None:
-        """Leave every pin inactive and release it, and close the event log; later calls do nothing."""
+        """Leave every pin inactive and release it, close the event log, finish the clip; later calls do nothing."""
         if not self._closed:
             self._closed = True
-            close_all([*self.outputs.values(), self.event_log])
+            close_all([*self.outputs.values(), self.event_log, *([self.clips] if self.clips else [])])
 
 
 def _open_outputs(config: Config, pin_factory: Factory | None) -> dict[str, Output]:

@@ -44,6 +44,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         states = f" states {', '.join(zone.states)}" if zone.states else ""
         pin = "no pin" if zone.gpio.pin is None else f"pin {zone.gpio.pin}"
         print(f"zone {name}: {zone.kind}{states}, threshold {zone.detection.threshold:g}, {pin}")
+    if config.events.clips is not None:
+        _print_clip_plan(config)
     missing = []
     if config.change_zones and not config.reference.path.exists():
         missing.append((config.reference.path, ""))
@@ -59,6 +61,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+def _print_clip_plan(config: Any) -> None:
+    """The clips' frame counts, the RAM their frames may take, and the codec this OpenCV writes."""
+    from monitor.clips import ClipPlan, pick_codec
+
+    plan = ClipPlan.of(config)
+    print(plan.describe(config.events.clips))
+    codec = pick_codec(plan.size, plan.fps)
+    print(f"clips: written as {codec.name}" if codec else "clips: this OpenCV cannot write any video here")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,7 @@ from pydantic import (
 from monitor.exc import ConfigError
 
 __all__ = [
+    "ClipsConfig",
     "Config",
     "DetectionConfig",
     "EventsConfig",
@@ -217,6 +219,28 @@ class GpioConfig(_Model):
         return value
 
 
+ClipSide = Annotated[int, Field(ge=16, le=8192)]
+
+
+class ClipsConfig(_Model):
+    """Event clips with seconds of pre-roll from a RAM ring buffer (``events.clips``; absent = no clips)."""
+
+    folder: Annotated[Path, AfterValidator(_resolve)] = Path("clips")
+    pre_seconds: Annotated[float, Field(ge=0, le=60)] = 3.0
+    post_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
+    max_seconds: Positive = 120.0
+    fps: Positive | None = None  # None: source.fps
+    size: tuple[ClipSide, ClipSide] | None = None  # None: the compared frame's size
+    keep_clips: Annotated[int, Field(ge=1)] = 50
+    max_clip_mb: Positive = 500.0
+
+    @model_validator(mode="after")
+    def _longer_than_pre_roll(self) -> ClipsConfig:
+        if self.max_seconds <= self.pre_seconds:
+            raise ValueError(f"max_seconds: must be above pre_seconds ({self.pre_seconds:g}), got {self.max_seconds:g}")
+        return self
+
+
 class EventsConfig(_Model):
     """Where events and snapshots are written, and how much of them is kept."""
 
@@ -226,6 +250,7 @@ class EventsConfig(_Model):
     max_snapshot_mb: Positive = 200.0
     max_log_mb: Positive = 10.0
     keep_logs: Annotated[int, Field(ge=1)] = 5
+    clips: ClipsConfig | None = None
 
 
 class MqttTlsConfig(_Model):
@@ -465,6 +490,20 @@ class Config(_Model):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _clip_size_fits(self) -> Config:
+        clips = self.events.clips
+        if clips is None or clips.size is None:
+            return self
+        width, height = clips.size
+        if width > self.source.width or height > self.source.height:
+            raise ValueError(
+                f"events.clips.size: [{width}, {height}] is larger than the compared frame "
+                f"({self.source.width}x{self.source.height}, source.width x source.height): clips are made "
+                "from the compared frames, so the size can be that or smaller (null = that)"
+            )
+        return self
+
     def zone_key(self, name: str) -> str:
         """The prefix of a zone's keys as the user wrote them: ``zones.door.``, or nothing for a legacy config."""
         return "" if self.legacy_zone else f"zones.{name}."
@@ -674,6 +713,9 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
         part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = getattr(field, "annotation", None)
+        optional = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+        if isinstance(annotation, types.UnionType) and len(optional) == 1:  # an optional section: Model | None
+            annotation = optional[0]
         if getattr(annotation, "__origin__", None) is dict:  # zones: name -> ZoneConfig
             annotation = getattr(annotation, "__args__", (None, None))[1]
             if parts:

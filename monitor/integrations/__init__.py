@@ -35,7 +35,15 @@ def build_integrations(config: Config, *, scene: Callable[[], Scene]) -> list[An
         if config.http is not None:
             from monitor.web.server import StatusServer
 
-            built.append(StatusServer(config.http, scene=scene, snapshot_dir=config.events.snapshots))
+            clips = config.events.clips
+            built.append(
+                StatusServer(
+                    config.http,
+                    scene=scene,
+                    snapshot_dir=config.events.snapshots,
+                    clip_dir=None if clips is None else clips.folder,
+                )
+            )
     except BaseException:
         for integration in built:
             integration.close()

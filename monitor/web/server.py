@@ -4,7 +4,7 @@
 and events to its :class:`~monitor.web.state.LiveState`) and serves them:
 ``/`` (the page: static HTML, CSS and JavaScript from ``static/``, no external
 assets, the Pi may be offline; the script draws everything from the JSON API),
-``/frame.jpg``, ``/reference.jpg``, ``/snapshots/<name>.jpg``, ``/api/status``,
+``/frame.jpg``, ``/reference.jpg``, ``/snapshots/<name>.jpg``, ``/clips/<name>.mp4``, ``/api/status``,
 ``/api/history``, ``/api/events``, ``/metrics`` and ``/healthz``. With a token
 configured every route but ``/healthz`` and the page's own static files needs
 ``Authorization: Bearer <token>`` or ``?token=<token>`` (the page passes its own
@@ -16,6 +16,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+import re
 import socket
 import threading
 import time
@@ -29,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from monitor.clips import is_clip_name
 from monitor.closing import Closing
 from monitor.config import HttpConfig
 from monitor.exc import ConfigError, MonitorError
@@ -45,6 +48,8 @@ STATIC = {
     "style.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
 }
+CLIP_TYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo"}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 CSP = (
     "default-src 'none'; img-src 'self' data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -56,7 +61,7 @@ class StatusServer(Closing):
 
     ``scene``: the reference and the zones' masks, or a function giving them
     as they are now (a reload or an adapted reference changes them).
-    ``snapshot_dir`` is the only folder ``/snapshots/`` serves from.
+    ``snapshot_dir`` is the only folder ``/snapshots/`` serves from, ``clip_dir`` the only one ``/clips/`` does.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class StatusServer(Closing):
         *,
         scene: Scene | Callable[[], Scene],
         snapshot_dir: Path | None,
+        clip_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
         stale_seconds: float = 10.0,
     ) -> None:
@@ -75,6 +81,7 @@ class StatusServer(Closing):
         self.live = LiveState(config, scene=current, clock=clock, stale_seconds=stale_seconds)
         self.metrics = self.live.metrics
         self._snapshot_dir = snapshot_dir.resolve() if snapshot_dir is not None else None
+        self._clip_dir = clip_dir.resolve() if clip_dir is not None else None
         self._static = {name: resources.files("monitor.web").joinpath("static", name).read_bytes() for name in STATIC}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -145,6 +152,15 @@ class StatusServer(Closing):
             return None
         path = (self._snapshot_dir / name).resolve()
         if path.parent != self._snapshot_dir or not path.is_file():
+            return None
+        return path
+
+    def clip_path(self, name: str) -> Path | None:
+        """The finished clip called ``name`` inside the clips folder, or None for anything else."""
+        if self._clip_dir is None or not is_clip_name(name):
+            return None
+        path = (self._clip_dir / name).resolve()
+        if path.parent != self._clip_dir or not path.is_file():
             return None
         return path
 
@@ -227,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, live.reference_jpeg(), "image/jpeg")
         elif path.startswith("/snapshots/"):
             self._send_snapshot(unquote(path[len("/snapshots/") :]))
+        elif path.startswith("/clips/"):
+            self._send_clip(unquote(path[len("/clips/") :]))
         elif path == "/api/status":
             self._send_json(live.status_json())
         elif path == "/api/history":
@@ -252,6 +270,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"no such snapshot\n", "text/plain; charset=utf-8")
             return
         self._send(HTTPStatus.OK, data, "image/jpeg", cache=True)
+
+    def _send_clip(self, name: str) -> None:
+        """The clip, or the byte range asked for: phones (Safari on iOS above all) play video only with ranges."""
+        if "/" in name or "\\" in name or ".." in name:
+            self._send(HTTPStatus.BAD_REQUEST, b"bad clip name\n", "text/plain; charset=utf-8")
+            return
+        path = self._status.clip_path(name)
+        try:
+            handle = path.open("rb") if path is not None else None
+        except OSError:  # deleted by retention between the check and the open
+            handle = None
+        if path is None or handle is None:
+            self._send(HTTPStatus.NOT_FOUND, b"no such clip\n", "text/plain; charset=utf-8")
+            return
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            span = _byte_range(self.headers.get("Range"), size)
+            if span is None:
+                self._send(
+                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                    b"range not satisfiable\n",
+                    "text/plain; charset=utf-8",
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
+                return
+            start, end = span
+            partial = (start, end) != (0, size - 1)
+            self.send_response(HTTPStatus.PARTIAL_CONTENT if partial else HTTPStatus.OK)
+            self.send_header("Content-Type", CLIP_TYPES.get(path.suffix, "application/octet-stream"))
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            if partial:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Cache-Control", "private, max-age=3600")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            handle.seek(start)
+            left = end - start + 1
+            while left > 0 and (chunk := handle.read(min(1 << 16, left))):
+                self.wfile.write(chunk)  # in pieces: a clip may be tens of MB, the Pi's RAM is small
+                left -= len(chunk)
 
     def _send_json(self, value: Any) -> None:
         self._send(HTTPStatus.OK, json.dumps(value, allow_nan=False).encode(), "application/json")
@@ -296,6 +355,22 @@ def _read_token(config: HttpConfig) -> str | None:
     if len(token) < 16:
         raise ConfigError([f"http.token_file: {config.token_file} must hold a token of 16+ characters"])
     return token
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The first and last byte a ``Range`` header asks for; None when the file cannot satisfy it.
+
+    No header, or one this server does not do (several ranges, another unit),
+    is the whole file, as RFC 9110 lets a server answer.
+    """
+    asked = _RANGE.fullmatch(header.strip()) if header else None
+    if asked is None or not any(asked.groups()):
+        return (0, size - 1)
+    first, last = asked.groups()
+    if not first:  # bytes=-N: the last N bytes
+        return (max(0, size - int(last)), size - 1) if int(last) > 0 and size > 0 else None
+    start, end = int(first), min(int(last), size - 1) if last else size - 1
+    return (start, end) if start < size and start <= end else None
 
 
 def _plain_jpeg_name(name: str) -> bool:

@@ -133,7 +133,12 @@ function eventLine(record) {
     : record.type.replace("_", " ") + (record.zone ? " in " + record.zone : "");
   text.append(el("span", {class: "type"}, what), document.createTextNode(" "),
               el("time", {datetime: record.time}, record.time.slice(0, 19).replace("T", " ")));
-  const skip = new Set(["type", "time", "zone", "state", "previous", "boxes", "snapshot"]);
+  const clip = record.clip ? record.clip.split("/").pop() : "";
+  if (/^[\w.-]+\.(mp4|avi)$/.test(clip) && !clip.startsWith(".")) {  // a clip the monitor named; plays in a tab
+    text.appendChild(el("a", {href: url("/clips/" + encodeURIComponent(clip)), class: "clip"}, "\u25b6 clip"));
+    text.appendChild(document.createTextNode(" "));
+  }
+  const skip = new Set(["type", "time", "zone", "state", "previous", "boxes", "snapshot", "clip"]);
   const details = Object.entries(record)
     .filter(([key, value]) => !skip.has(key) && value !== null)
     .map(([key, value]) => key + " " + (typeof value === "object" ? JSON.stringify(value) : value));
