@@ -80,6 +80,9 @@ class Actions(Closing):
     ) -> FrameStatus:
         """Switch pins, write records and snapshots for this frame's transitions; tell the listeners."""
         for verdict in verdicts:
+            if not verdict.armed:
+                self._pin(verdict.zone, False)  # disarmed: no pin, no record, no hook (issue 14)
+                continue
             if verdict.started is not None:
                 self._pin(verdict.zone, True)
                 self.events += 1
@@ -118,6 +121,8 @@ class Actions(Closing):
                         },
                     )
                 )
+            elif verdict.kind == "state":
+                self._pin(verdict.zone, verdict.active)  # armed again: the pin shows the state the zone is in
         status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
         self.last_status = status
         self.tell("on_frame", status)
@@ -159,10 +164,12 @@ class Actions(Closing):
     # -- camera trouble -------------------------------------------------------
 
     def camera_lost(self, error: Exception, *, frame: int, now: float) -> None:
-        """Record the loss and put every pin in its zone's ``gpio.on_fault`` state."""
+        """Record the loss and put every pin (a disarmed zone's aside) in its zone's ``gpio.on_fault`` state."""
         self.record(EventRecord(type="camera_lost", time=now, frame=frame, extra={"error": str(error)}))
-        for output in self.outputs.values():
-            output.fault(output.config.on_fault)
+        disarmed = set() if self.last_status is None else {v.zone for v in self.last_status.zones if not v.armed}
+        for zone, output in self.outputs.items():
+            if zone not in disarmed:  # a disarmed zone's pin stays inactive, fault or not
+                output.fault(output.config.on_fault)
 
     def camera_found(self, *, frame: int, now: float) -> None:
         """Record the camera's return and drive every pin as its zone wants again."""

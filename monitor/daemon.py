@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from monitor.actions import Actions
+from monitor.arming import ZoneArming, arming_record
+from monitor.arming_state import ArmingState
 from monitor.closing import Closing
 from monitor.config import Config, load_config
 from monitor.exc import ConfigError, MonitorError, OutputError, SourceError
@@ -69,6 +71,7 @@ class Monitor(Closing):
         on_reloading: Callable[[], None] | None = None,
         on_stopping: Callable[[], None] | None = None,
         sleep: Callable[[float], object] | None = None,
+        arming: ArmingState | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -91,6 +94,9 @@ class Monitor(Closing):
         )
         self.frames = 0
         self._closed = False
+        self.arming = arming  # the caller's: it outlives the monitor (MQTT, the page and the button use it)
+        self._disarmed: frozenset[str] = frozenset()
+        self._arm_seen: Mapping[str, ZoneArming] | None = None
 
     @property
     def listeners(self) -> list[Listener]:
@@ -156,7 +162,7 @@ class Monitor(Closing):
         started = time.perf_counter()
         watches = self.watches
         watches.see_lighting(frame.image, frame=frame.index)
-        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time)
+        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time, disarmed=self._arm(frame))
         watches.learn(frame.image, verdicts)
         self._save_reference(now=frame.time)
         self.frames += 1
@@ -243,6 +249,7 @@ class Monitor(Closing):
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
         old, self.config, self.watches = self.config, new, watches
+        self._reload_arming(new)
         if old_source is not None:
             self.watches.settle()
         later = [name for name in ("events", "mqtt", "hooks", "http") if getattr(new, name) != getattr(old, name)]
@@ -300,6 +307,51 @@ class Monitor(Closing):
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:
             self._on_ready()
+
+    # -- arming (issue 14) ----------------------------------------------------
+
+    def _arm(self, frame: Frame) -> frozenset[str]:
+        """The zones disarmed at this frame's time; each change is recorded, and a zone disarmed ends its event.
+
+        The frame's own time, not the clock's: a replay (``--start-time``)
+        meets the schedule as the recording's moments would have.
+        """
+        if self.arming is None:
+            return self._disarmed
+        states = self.arming.evaluate(frame.time)
+        if states is self._arm_seen:  # the same decision as the last frame's (it is cached until it changes)
+            return self._disarmed
+        self._arm_seen = states
+        disarmed = frozenset(zone for zone, state in states.items() if not state.armed)
+        if disarmed == self._disarmed:
+            return disarmed
+        for zone in self.watches.names:
+            state = states.get(zone)
+            if state is None or (zone in disarmed) == (zone in self._disarmed):
+                continue
+            self.actions.record(arming_record(zone, state, frame=frame.index, now=frame.time))
+            if not state.armed:
+                self._end_disarmed(zone, frame)
+        self._disarmed = disarmed
+        return disarmed
+
+    def _end_disarmed(self, zone: str, frame: Frame) -> None:
+        last = self.actions.last_status
+        for name, end in self.watches.finish_zone(zone, frame=frame.index, now=frame.time):
+            verdict = next((v for v in last.zones if v.zone == name), None) if last is not None else None
+            self.actions.end_event(
+                name,
+                end,
+                score=verdict.score if verdict else float("nan"),
+                changed_fraction=verdict.changed_fraction if verdict else None,
+                reason="disarmed",
+            )
+
+    def _reload_arming(self, new: Config) -> None:
+        if self.arming is not None and new.arming is not None:
+            self.arming.reconfigure(new.arming, list(new.zones))
+        elif (self.arming is None) != (new.arming is None):
+            _log.warning("reload: adding or removing the arming section takes effect at the next restart")
 
     # -- the end --------------------------------------------------------------
 

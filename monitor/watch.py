@@ -17,7 +17,7 @@ is the one thing here that touches the disk, once, when a set is built.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,11 +109,20 @@ class _ChangeWatch:
         self.detector = Detector.from_config(zone.detection)
 
     def judge(
-        self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
+        self,
+        comparator: Comparator,
+        index: int,
+        score: float,
+        changed: tuple[float, int],
+        *,
+        frame: int,
+        now: float,
+        armed: bool = True,
     ) -> Verdict:
         detector = self.detector
         settling = detector.settling
-        outcome = detector.update(score, frame=frame, now=now)
+        # Disarmed, the detector is held (no run counts, no event starts); settling still counts down.
+        outcome = detector.update(score, frame=frame, now=now) if armed or settling else None
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -130,6 +139,7 @@ class _ChangeWatch:
             boxes=boxes,
             started=started,
             ended=outcome if isinstance(outcome, EventEnd) else None,
+            armed=armed,
         )
 
 
@@ -155,7 +165,7 @@ class _StateWatch:
         self.detector = StateDetector.from_config(detection)
         self.on_states = frozenset(zone.gpio.on_states or ())
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
         settling = detector.settling
@@ -167,11 +177,12 @@ class _StateWatch:
             score=best,
             state=detector.state,
             settling=settling,
-            active=detector.state in self.on_states,
+            active=armed and detector.state in self.on_states,
             threshold=detector.threshold,
             clear_threshold=detector.threshold,
             scores=scores,
             changed_to=change,
+            armed=armed,
         )
 
 
@@ -372,8 +383,15 @@ class Watches:
 
     # -- per frame ----------------------------------------------------------------
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> tuple[Verdict, ...]:
-        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order."""
+    def judge(
+        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = ()
+    ) -> tuple[Verdict, ...]:
+        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
+
+        A zone in ``disarmed`` is scored all the same, but its change detector
+        is held (a state zone still follows its state) and its verdict is not
+        ``active``.
+        """
         results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
         for group in self._groups:
             for index, (name, comparison) in enumerate(
@@ -383,10 +401,11 @@ class Watches:
                 results[name] = (group.comparator, index, comparison.score, changed)
         verdicts = []
         for watch in self._watches:
+            armed = watch.name not in disarmed
             if isinstance(watch, _ChangeWatch):
-                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now))
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed))
             else:
-                verdicts.append(watch.judge(image, frame=frame, now=now))
+                verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed))
         return tuple(verdicts)
 
     def settle(self) -> None:
