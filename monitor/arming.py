@@ -135,6 +135,11 @@ class Schedule:
     def _local_day(self, when: float) -> date:
         return datetime.fromtimestamp(when, self.tz).date()
 
+    def next_midnight(self, now: float) -> float:
+        """The next local midnight after ``now`` (a reason's "until tue 07:30" becomes "until 07:30" then)."""
+        tomorrow = self._local_day(now) + timedelta(days=1)
+        return datetime.combine(tomorrow, dt_time(0, 0), tzinfo=self.tz).timestamp()
+
     def window_at(self, zone: str, now: float) -> _Window | None:
         """The window that rules ``zone`` at ``now``: the last one in the list that covers it."""
         today = self._local_day(now)
@@ -224,9 +229,11 @@ def parse_duration(text: str) -> float:
     """``30m``, ``90s``, ``1h30m``, ``2d`` or plain seconds (``600``) as seconds; CommandError otherwise."""
     compact = text.strip().lower().replace(" ", "")
     try:
-        return check_duration(float(compact))
+        seconds = float(compact)
     except ValueError:
         pass
+    else:
+        return check_duration(seconds)
     parts = _DURATION.findall(compact)
     if not parts or "".join(number + unit for number, unit in parts) != compact:
         raise CommandError(f"duration {text!r}: expected a number with s, m, h or d, such as 30m or 1h30m")

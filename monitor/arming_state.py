@@ -44,7 +44,6 @@ _log = logging.getLogger(__name__)
 VERSION = 1
 MAX_FILE_BYTES = 64 * 1024  # a state file is a few hundred bytes; anything far larger is not ours
 FILE_MODE = 0o640
-CACHE_SECONDS = 60.0  # the reasons' "until" wording is refreshed at least this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +111,10 @@ class ArmingState(Closing):
             if decided is not None and decided.version == self._version and decided.start <= now < decided.end:
                 return decided.states
             states = {zone: self._policy.decide(zone, now, self._overrides.get(zone)) for zone in self._zones}
+            # Valid until a zone's state may change, or the wording of its "until" (at midnight).
             ends = [state.until for state in states.values() if state.until is not None]
-            self._decided = _Decided(self._version, now, min([*ends, now + CACHE_SECONDS]), states)
+            end = min([*ends, self._policy.schedule.next_midnight(now)])
+            self._decided = _Decided(self._version, now, end, states)
             return states
 
     # -- commands, from any thread ------------------------------------------------------

@@ -39,8 +39,14 @@ def policy(*windows: dict[str, Any], default: str = "armed") -> Policy:
 
 
 NIGHT = {"name": "night", "from": "22:00", "to": "06:30", "set": "disarmed"}
-DAY = {"name": "day", "days": ["mon", "tue", "wed", "thu", "fri"], "from": "07:30", "to": "18:00", "zones": ["door"],
-       "set": "disarmed"}  # fmt: skip
+DAY = {
+    "name": "day",
+    "days": ["mon", "tue", "wed", "thu", "fri"],
+    "from": "07:30",
+    "to": "18:00",
+    "zones": ["door"],
+    "set": "disarmed",
+}
 
 
 # -- schedule windows ------------------------------------------------------------------

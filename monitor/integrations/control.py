@@ -35,6 +35,7 @@ from monitor.arming import command_fields
 from monitor.arming_state import ArmingState
 from monitor.closing import Closing
 from monitor.exc import CommandError, ConfigError, MonitorError
+from monitor.images import make_folder
 from monitor.status import EventRecord, FrameStatus
 
 __all__ = ["ControlServer", "control_path", "send_command"]
@@ -126,6 +127,10 @@ class ControlServer(Closing):
         """Bind the socket and serve from a daemon thread; a second call does nothing."""
         if self._server is not None:
             return
+        try:
+            make_folder(self.path.parent)  # the state file's folder: the state file may not exist yet
+        except OSError as exc:
+            raise MonitorError(f"arming.state_file: cannot create {self.path.parent}: {exc.strerror or exc}") from None
         self._clear_stale()
         try:
             server = socketserver.UnixStreamServer(str(self.path), _Handler)
