@@ -393,3 +393,21 @@ def test_evaluate_is_computed_again_only_at_a_boundary_or_a_command(tmp_path: Pa
     state.command(armed=True, zone="door", by="cli", now=at("2026-12-02 22:00:10"))
     after = state.evaluate(at("2026-12-02 22:00:10"))
     assert after is not before and after["door"].armed and not (tmp_path / "armed.json").exists()
+
+
+def test_a_config_without_zones_gets_one_switch_and_a_config_with_zones_one_more_per_zone() -> None:
+    from monitor.integrations.mqtt_switches import switch_discovery, switch_payload, switch_topics
+
+    assert [(s.zone, s.command_topic) for s in switch_topics("monitor/pi", None)] == [(None, "monitor/pi/armed/set")]
+    switches = switch_topics("monitor/pi", ["door", "armed"])  # a zone may even be called "armed"
+    topics = [s.command_topic for s in switches] + [s.state_topic for s in switches]
+    assert len(set(topics)) == 6
+    configs = dict(switch_discovery(discovery_prefix="homeassistant", node="pi", switches=switches))
+    assert sorted(configs) == [
+        "homeassistant/switch/pi/armed/config",
+        "homeassistant/switch/pi/armed_armed/config",
+        "homeassistant/switch/pi/door_armed/config",
+    ]
+    assert [switch_payload(p) for p in (b"ON", b" off\n", b"on", b"1", b"true", b"", b"O" * 100)] == [
+        True, False, True, None, None, None, None,
+    ]  # fmt: skip

@@ -20,6 +20,7 @@ from monitor.arming_state import ArmingState
 from monitor.config import load_config
 from monitor.daemon import Monitor
 from monitor.events import ScoreTable, read_events
+from monitor.status import EventRecord, FrameStatus
 from monitor.watch import Watches
 from tests import statuses
 from tests.scenes import background, object_patch, write_clip
@@ -213,3 +214,33 @@ def test_the_frame_times_of_a_replay_start_at_start_time(tmp_path: Path, kind: s
     with source:
         times = [frame.time for frame in iter(source.read, None)]
     assert times == pytest.approx([START + i * step for i in range(5)], abs=1e-6)
+
+
+def test_a_reload_brings_a_new_schedule_into_force(tmp_path: Path, factory: MockFactory) -> None:
+    config_path = write_scene(tmp_path)  # no window at first
+
+    class ReloadAt:
+        """At frame 20, write a schedule into the config and ask for a reload (as SIGHUP would)."""
+
+        def on_frame(self, status: FrameStatus) -> None:
+            if status.frame == 20:
+                config_path.write_text(config_path.read_text().replace("schedule: []", f"schedule: [{VISIT}]"))
+                monitor.reload()
+
+        def on_event(self, record: EventRecord) -> None: ...
+
+        def close(self) -> None: ...
+
+    config = load_config(config_path)
+    monitor = Monitor(
+        config,
+        config_path=config_path,
+        realtime=False,
+        pin_factory=factory,
+        arming=ArmingState.from_config(config, persist=False),
+        listeners=[ReloadAt()],
+    )
+    monitor.source.start_time = START
+    monitor.run()
+    lines = [(e["type"], e["frame"]) for e in read_events(tmp_path / "events.jsonl") if e["zone"] == "door"]
+    assert lines[:4] == [("event_start", 12), ("disarmed", 30), ("event_end", 30), ("armed", 90)]
