@@ -129,6 +129,8 @@ def test_bodies_are_bounded_and_checked(serve: Callable[..., StatusServer], armi
     assert code == 413 and "4096" in answer["error"]
     code, _ = request(server, "POST", "/api/disarm", b"{", {**JSON, **BEARER})
     assert code == 400
+    code, _ = request(server, "POST", "/api/disarm", b"{}", {**JSON, **BEARER, "Content-Length": "9" * 5000})
+    assert code == 413
     for value, word in [
         ({"zone": "shed"}, "zone 'shed': no such zone (zones: door, bench)"),
         ({"zone": "door", "for_seconds": -5}, "duration"),

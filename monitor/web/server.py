@@ -357,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not length.strip().isdigit():
             self._send_error(HTTPStatus.LENGTH_REQUIRED, "expected a Content-Length")
             return
-        if int(length) > MAX_BODY_BYTES:
+        if len(length.strip()) > 9 or int(length) > MAX_BODY_BYTES:
             self.close_connection = True  # the body is left unread
             self._send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
             return
