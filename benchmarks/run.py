@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_drift.py",
     "soak.py",
     "bench_clips.py",
+    "bench_arming.py",
 ]
 
 if __name__ == "__main__":

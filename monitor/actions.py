@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from monitor.arming import ZoneArming, arming_record
 from monitor.clips import ClipRecorder
 from monitor.closing import Closing
 from monitor.config import Config, GpioConfig
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from gpiozero import Factory
 
     from monitor.adapt import ReferenceAdapter
+    from monitor.arming_state import ArmingState
     from monitor.watch import Watches
 
 __all__ = ["Actions", "close_all"]
@@ -75,6 +77,8 @@ class Actions(Closing):
         # Last: nothing after it can fail, so a failed start never leaves its writer thread running.
         self.clips = ClipRecorder.of(config, outlines=self.outlines)
         self.events = 0
+        self._disarmed: frozenset[str] = frozenset()
+        self._arm_seen: Mapping[str, ZoneArming] | None = None
         self._reference_saved_at: float | None = None
         self.last_status: FrameStatus | None = None
         self._closed = False
@@ -86,6 +90,9 @@ class Actions(Closing):
     ) -> FrameStatus:
         """Switch pins, write records and snapshots for this frame's transitions; tell the listeners."""
         for verdict in verdicts:
+            if not verdict.armed:
+                self._pin(verdict.zone, False)  # disarmed: no pin, no record, no hook (issue 14)
+                continue
             if verdict.started is not None:
                 self._pin(verdict.zone, True)
                 self.events += 1
@@ -127,6 +134,8 @@ class Actions(Closing):
                         },
                     )
                 )
+            elif verdict.kind == "state":
+                self._pin(verdict.zone, verdict.active)  # armed again: the pin shows the state the zone is in
         if self.clips is not None:  # after the transitions: a clip begun on this frame holds it
             self.clips.feed(image, verdicts, frame=frame, now=now)
         status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
@@ -171,13 +180,48 @@ class Actions(Closing):
         else:
             output.event_ended()
 
+    # -- arming (issue 14) ----------------------------------------------------
+
+    def arm(self, arming: ArmingState | None, *, frame: int, now: float) -> frozenset[str]:
+        """The zones disarmed at this frame's time; each change is recorded, and a zone disarmed ends its event.
+
+        ``now`` is the frame's own time, not the clock's: a replay
+        (``--start-time``) meets the schedule as the recording's moments would have.
+        """
+        if arming is None:
+            return self._disarmed
+        states = arming.evaluate(now)
+        if states is self._arm_seen:  # the same decision as the last frame's (it is cached until it changes)
+            return self._disarmed
+        self._arm_seen = states
+        disarmed = frozenset(zone for zone, state in states.items() if not state.armed)
+        if disarmed == self._disarmed:
+            return disarmed
+        for zone in self.watches.names:
+            state = states.get(zone)
+            if state is None or (zone in disarmed) == (zone in self._disarmed):
+                continue
+            self.record(arming_record(zone, state, frame=frame, now=now))
+            if not state.armed:
+                self._end_disarmed(zone, frame=frame, now=now)
+        self._disarmed = disarmed
+        return disarmed
+
+    def _end_disarmed(self, zone: str, *, frame: int, now: float) -> None:
+        last = self.last_status
+        for name, end in self.watches.finish_zone(zone, frame=frame, now=now):
+            verdict = next((v for v in last.zones if v.zone == name), None) if last is not None else None
+            self.end_event(name, end, verdict=verdict, reason="disarmed")
+
     # -- camera trouble -------------------------------------------------------
 
     def camera_lost(self, error: Exception, *, frame: int, now: float) -> None:
-        """Record the loss and put every pin in its zone's ``gpio.on_fault`` state."""
+        """Record the loss and put every pin (a disarmed zone's aside) in its zone's ``gpio.on_fault`` state."""
         self.record(EventRecord(type="camera_lost", time=now, frame=frame, extra={"error": str(error)}))
-        for output in self.outputs.values():
-            output.fault(output.config.on_fault)
+        disarmed = set() if self.last_status is None else {v.zone for v in self.last_status.zones if not v.armed}
+        for zone, output in self.outputs.items():
+            if zone not in disarmed:  # a disarmed zone's pin stays inactive, fault or not
+                output.fault(output.config.on_fault)
 
     def camera_found(self, *, frame: int, now: float) -> None:
         """Record the camera's return and drive every pin as its zone wants again."""

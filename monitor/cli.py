@@ -118,6 +118,7 @@ def _install_signals(monitor: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: watch the configured camera until stopped (or until a recording ends)."""
+    from monitor.arming_state import ArmingState
     from monitor.config import load_config
     from monitor.daemon import Monitor
     from monitor.integrations import build_integrations
@@ -128,9 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         # READY=1 after the first scored frame, WATCHDOG=1 from the frame loop, RELOADING=1 around
         # SIGHUP, STOPPING=1 on the way out; all silent when not started by systemd.
         notifier = stack.enter_context(Notifier())
+        # Armed zones (None without arming:): read from the state file, shared with MQTT, the page,
+        # the control socket and the button, and closed after them all.
+        arming = ArmingState.from_config(config)
+        if arming is not None:
+            stack.callback(arming.close)
         # Built (their own config checked: token and password files) before the monitor touches
         # any file or pin; started once it stands. Closed after it, so they hear its last event.
-        integrations = build_integrations(config, scene=lambda: monitor.watches.scene)
+        integrations = build_integrations(config, scene=lambda: monitor.watches.scene, arming=arming)
         for integration in integrations:
             stack.callback(integration.close)
         monitor = stack.enter_context(
@@ -142,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_ready=notifier.ready,
                 on_reloading=notifier.reloading,
                 on_stopping=notifier.stopping,
+                arming=arming,
             )
         )
         for integration in integrations:
@@ -161,16 +168,23 @@ def _replay_source(config: Any) -> Any:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the same pipeline over a recording, as fast as it goes."""
+    from monitor.arming_state import ArmingState
     from monitor.config import load_config
     from monitor.daemon import Monitor
     from monitor.events import ScoreTable
 
     config = _replay_source(load_config(args.config))
+    # The schedule alone: a replay neither reads nor writes the running daemon's state file.
+    arming = ArmingState.from_config(config, persist=False)
     with contextlib.ExitStack() as stack:
         listeners = []
         if args.scores:
             listeners.append(ScoreTable(stack.enter_context(open(args.scores, "w", newline="", encoding="utf-8"))))
-        monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, listeners=listeners)
+        monitor = Monitor(
+            config, config_path=args.config, realtime=False, device=args.source, listeners=listeners, arming=arming
+        )
+        if args.start_time is not None:
+            monitor.source.start_time = _start_time(args.start_time, arming)
         _install_signals(monitor)
         summary = monitor.run()
     print(
@@ -476,6 +490,78 @@ def _grab_frame(config: Any, shape: tuple[int, int]) -> Any:
     raise MonitorError(f"{config.source.device}: delivered no frame of the size {shape[1]}x{shape[0]}")
 
 
+# -- arm and disarm (issue 14) ---------------------------------------------------------
+
+
+def cmd_arm(args: argparse.Namespace) -> int:
+    """Arm a zone or every zone, in the running daemon or, when none runs, in the state file."""
+    return _arming_command(args, armed=True)
+
+
+def cmd_disarm(args: argparse.Namespace) -> int:
+    """Disarm a zone or every zone (``--for``: a snooze), in the running daemon or in the state file."""
+    return _arming_command(args, armed=False)
+
+
+def _arming_command(args: argparse.Namespace, *, armed: bool) -> int:
+    from monitor.arming_state import ArmingState
+    from monitor.config import load_config
+    from monitor.integrations.control import control_path, send_command
+
+    config = load_config(args.config)
+    if config.arming is None:
+        raise ConfigError([f"{args.config}: arming: not configured; add an arming: section (see README.md)"])
+    if args.zone is not None and args.zone not in config.zones:
+        raise ConfigError([f"{args.config}: zones.{args.zone}: no such zone (zones: {', '.join(config.zones)})"])
+    seconds = getattr(args, "duration", None)
+    request = {"command": "arm" if armed else "disarm", "zone": args.zone, "for_seconds": seconds}
+    reply = send_command(control_path(config.arming.state_file), request)
+    if reply is None:
+        # Nothing listens there: the daemon is not running, and will start from the file.
+        state = ArmingState(config.arming, list(config.zones))
+        states = state.command(armed=armed, zone=args.zone, for_seconds=seconds, by="cli")
+        if state.save_error is not None:
+            raise MonitorError(state.save_error)
+        print(f"the monitor is not running: wrote {config.arming.state_file}")
+        zones = {name: zone.to_json() for name, zone in states.items()}
+    elif not reply.get("ok"):
+        raise MonitorError(f"the running monitor refused: {reply.get('error')}")
+    else:
+        zones = reply["zones"]
+        if reply.get("warning"):
+            print(f"warning: {reply['warning']}", file=sys.stderr)
+    for name, zone in zones.items():
+        print(f"{name}: {'armed' if zone['armed'] else 'disarmed'} ({zone['reason']})")
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    """An argparse type: a snooze such as 30m, 2h or 1h30m, as seconds."""
+    from monitor.arming import parse_duration
+
+    try:
+        return parse_duration(text)
+    except MonitorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _iso_time(text: str) -> Any:
+    """An argparse type: an ISO-8601 time such as 2026-12-02T21:55 (local unless it says its offset)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a time such as 2026-12-02T21:55, got {text!r}") from None
+
+
+def _start_time(when: Any, arming: Any) -> float:
+    """A --start-time as Unix seconds: without an offset, in the schedule's time zone (else the system's)."""
+    if when.tzinfo is None and arming is not None and arming.timezone is not None:
+        when = when.replace(tzinfo=arming.timezone)
+    return float(when.timestamp())
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number of 1 or more."""
     try:
@@ -519,6 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("config", type=Path)
     replay.add_argument("--source", required=True, help="video file, image folder or glob")
     replay.add_argument("--scores", type=Path, help="write one CSV row per frame here")
+    replay.add_argument(
+        "--start-time",
+        type=_iso_time,
+        help="the time of the recording's first frame, e.g. 2026-12-02T21:55 (local), to check a schedule",
+    )
     replay.set_defaults(handler=cmd_replay)
 
     capture = sub.add_parser("capture-reference", help="save the median of N frames as the reference")
@@ -556,6 +647,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", type=Path, default=Path("preview.png"), help="the picture to write (preview.png)")
     show.add_argument("--frame", type=Path, help="compare this image instead of a frame from the camera")
     show.set_defaults(handler=cmd_show)
+
+    for name, verb in (("arm", "arm"), ("disarm", "disarm")):
+        command = sub.add_parser(name, help=f"{verb} a zone or the whole monitor (running or not)")
+        command.add_argument("config", type=Path)
+        command.add_argument("--zone", help="only this zone (default: every zone)")
+        if name == "disarm":
+            command.add_argument(
+                "--for", dest="duration", type=_duration, help="a snooze: only this long, e.g. 30m, 2h, 1h30m"
+            )
+        command.set_defaults(handler=cmd_arm if name == "arm" else cmd_disarm)
     return parser
 
 

@@ -13,6 +13,7 @@ import difflib
 import math
 import re
 import types
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -31,6 +33,9 @@ from pydantic import (
 from monitor.exc import ConfigError
 
 __all__ = [
+    "ArmButtonConfig",
+    "ArmingConfig",
+    "ArmingWindow",
     "ClipsConfig",
     "Config",
     "DetectionConfig",
@@ -311,6 +316,111 @@ class HttpConfig(_Model):
         return self
 
 
+# -- arming (issue 14): schedules, the state file, a button ------------------------------
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def _clock_time(value: Any) -> Any:
+    # YAML reads an unquoted 07:30 as the number 450 (base 60): say so rather than take 00:07:30.
+    if not isinstance(value, str):
+        raise ValueError(f'must be a time of day in quotes, such as "07:30", got {_show(value)}')
+    match = _CLOCK.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f'must be a time of day HH:MM between "00:00" and "23:59", got {_show(value)}')
+    return dt_time(int(match.group(1)), int(match.group(2)))
+
+
+ClockTime = Annotated[dt_time, BeforeValidator(_clock_time)]
+
+
+class ArmingWindow(_Model):
+    """One schedule window: from ``from`` to ``to`` (local time) on ``days``, ``zones`` are ``set``.
+
+    ``to`` at or before ``from`` ends on the next day; ``days`` are the days a
+    window starts on (None: every day); ``zones`` None: every zone.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)] | None = None
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+    zones: Annotated[list[str], Field(min_length=1)] | None = None
+    armed_state: Literal["armed", "disarmed"] = Field(alias="set")
+
+    @property
+    def label(self) -> str:
+        """The window as the status page names it: its ``name``, else its days and hours."""
+        if self.name is not None:
+            return self.name
+        days = "" if self.days is None else ",".join(self.days) + " "
+        return f"{days}{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+class ArmButtonConfig(_Model):
+    """A push button (gpiozero ``Button``) that arms or disarms."""
+
+    pin: int | str
+    action: Literal["toggle", "arm", "disarm"] = "toggle"
+    zone: str | None = None  # None: the whole monitor
+    pull_up: bool = True  # wired between the pin and ground (the usual way)
+    bounce_seconds: Annotated[float, _between(0.0, 1.0)] = 0.05
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin_form(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a BCM pin number such as 22, or a name such as 'GPIO22'")
+        if isinstance(value, int) and not 0 <= value <= 53:
+            raise ValueError("must be a BCM pin number between 0 and 53")
+        return value
+
+
+class ArmingConfig(_Model):
+    """Armed and disarmed zones: a state file that survives restarts, a schedule, a button (absent = always armed)."""
+
+    state_file: Annotated[Path, AfterValidator(_resolve)] = Path("armed.json")
+    default: Literal["armed", "disarmed"] = "armed"
+    timezone: str | None = None  # None: the system's local time
+    schedule: list[ArmingWindow] = Field(default_factory=list)
+    button: ArmButtonConfig | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone, expected a name such as Europe/Berlin") from None
+        return value
+
+
+def _arming_problems(arming: ArmingConfig, zones: dict[str, Any]) -> list[str]:
+    """Schedule windows and the button must name zones that exist; the button's pin is no zone's pin."""
+    problems = []
+    known = ", ".join(zones)
+    for index, window in enumerate(arming.schedule):
+        for name in window.zones or ():
+            if name not in zones:
+                problems.append(f"arming.schedule[{index}].zones: no zone {name!r} (zones: {known})")
+    button = arming.button
+    if button is not None:
+        if button.zone is not None and button.zone not in zones:
+            problems.append(f"arming.button.zone: no zone {button.zone!r} (zones: {known})")
+        for name, zone in zones.items():
+            if zone.gpio.pin is not None and _pin_key(zone.gpio.pin) == _pin_key(button.pin):
+                problems.append(
+                    f"arming.button.pin: {button.pin} is already the output pin of zone {name!r}, "
+                    "and the button needs a pin of its own"
+                )
+    return problems
+
+
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 UNKNOWN = "unknown"  # the state of a state zone whose every reference scores under its threshold
 ACTIVITY_STATES = ("moving", "still")
@@ -425,6 +535,7 @@ class Config(_Model):
     mqtt: MqttConfig | None = None
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
+    arming: ArmingConfig | None = None
     legacy_zone: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="before")
@@ -502,6 +613,13 @@ class Config(_Model):
                 f"({self.source.width}x{self.source.height}, source.width x source.height): clips are made "
                 "from the compared frames, so the size can be that or smaller (null = that)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _arming_fits(self) -> Config:
+        problems = [] if self.arming is None else _arming_problems(self.arming, self.zones)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def zone_key(self, name: str) -> str:
@@ -720,10 +838,18 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
             annotation = getattr(annotation, "__args__", (None, None))[1]
             if parts:
                 parts.pop(0)
+        elif getattr(annotation, "__origin__", None) is list:  # arming.schedule: [window, ...]
+            annotation = getattr(annotation, "__args__", (None,))[0]
+            if parts:
+                parts.pop(0)
+        else:  # an optional section: Model | None
+            members = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+            annotation = members[0] if len(members) == 1 else annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation
-    names = [name for name in model.model_fields if name != "legacy_zone"]
+    # A field is written under its alias where it has one (an arming window's from, to, set).
+    names = [field.alias or name for name, field in model.model_fields.items() if name != "legacy_zone"]
     if model is Config:
         names += ["mask", "gpio"]  # the top-level form of a config without zones:
     close = difflib.get_close_matches(str(loc[-1]), names, n=1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.actions import Actions
+from monitor.arming_state import ArmingState
 from monitor.closing import Closing
 from monitor.config import Config, load_config
 from monitor.exc import ConfigError, MonitorError, SourceError
@@ -68,6 +69,7 @@ class Monitor(Closing):
         on_reloading: Callable[[], None] | None = None,
         on_stopping: Callable[[], None] | None = None,
         sleep: Callable[[float], object] | None = None,
+        arming: ArmingState | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -89,6 +91,7 @@ class Monitor(Closing):
         )
         self.frames = 0
         self._closed = False
+        self.arming = arming  # the caller's: it outlives the monitor (MQTT, the page and the button use it)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -168,7 +171,8 @@ class Monitor(Closing):
         started = time.perf_counter()
         watches = self.watches
         watches.see_lighting(frame.image, frame=frame.index)
-        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time)
+        disarmed = self.actions.arm(self.arming, frame=frame.index, now=frame.time)
+        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time, disarmed=disarmed)
         watches.learn(frame.image, verdicts)
         if self.realtime:  # a replay adapts in memory and leaves the reference file as it is
             self.actions.save_reference(watches.adapter, now=frame.time)
@@ -232,6 +236,7 @@ class Monitor(Closing):
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
         old, self.config, self.watches = self.config, new, watches
+        self._reload_arming(new)
         if old_source is not None:
             self.watches.settle()
         later = [name for name in ("events", "mqtt", "hooks", "http") if getattr(new, name) != getattr(old, name)]
@@ -249,6 +254,14 @@ class Monitor(Closing):
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:
             self._on_ready()
+
+    # -- arming (issue 14) ----------------------------------------------------
+
+    def _reload_arming(self, new: Config) -> None:
+        if self.arming is not None and new.arming is not None:
+            self.arming.reconfigure(new.arming, list(new.zones))
+        elif (self.arming is None) != (new.arming is None):
+            _log.warning("reload: adding or removing the arming section takes effect at the next restart")
 
     # -- the end --------------------------------------------------------------
 

@@ -36,6 +36,9 @@ WARN_EVERY = 60.0  # seconds between two reports of the same recurring disk prob
 
 
 def _describe(record: EventRecord) -> str:
+    if record.type in ("armed", "disarmed"):  # issue 14
+        extra = record.extra
+        return f"{record.zone}: {record.type} by {extra.get('by')} ({extra.get('reason')}) at frame {record.frame}"
     if record.type == "state":
         was = record.extra.get("previous")
         text = f"{record.zone}: {record.extra.get('state')}" + (f" (was {was})" if was else "")

@@ -20,7 +20,9 @@ from monitor.detector import EventEnd, EventStart, StateChange
 __all__ = ["EventRecord", "FrameStatus", "Listener", "Scene", "Verdict", "iso_time"]
 
 State = Literal["unchanged", "changed", "settling", "camera_lost"]
-EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found"]
+EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "armed", "disarmed"]
+# Records of these types describe no comparison: no score, changed_fraction or boxes in their line.
+_UNSCORED = ("state", "armed", "disarmed")
 Box = tuple[int, int, int, int]
 
 
@@ -78,6 +80,7 @@ class Verdict:
     started: EventStart | None = None
     ended: EventEnd | None = None
     changed_to: StateChange | None = None
+    armed: bool = True  # False: disarmed (issue 14): scored, but starts no event and drives no pin
 
     @property
     def word(self) -> str:
@@ -170,7 +173,7 @@ class EventRecord:
         out: dict[str, Any] = {"type": self.type, "time": iso_time(self.time), "frame": self.frame}
         if self.zone is not None:
             out["zone"] = self.zone
-        if self.type != "state":
+        if self.type not in _UNSCORED:
             out["score"] = None if self.score is None else round(self.score, 5)
             out["changed_fraction"] = None if self.changed_fraction is None else round(self.changed_fraction, 5)
             out["boxes"] = [list(box) for box in self.boxes]

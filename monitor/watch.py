@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +121,20 @@ class _ChangeWatch:
         return True
 
     def judge(
-        self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
+        self,
+        comparator: Comparator,
+        index: int,
+        score: float,
+        changed: tuple[float, int],
+        *,
+        frame: int,
+        now: float,
+        armed: bool = True,
     ) -> Verdict:
         detector = self.detector
         settling = detector.settling
-        outcome = detector.update(score, frame=frame, now=now, changed=changed[1])
+        # Disarmed, the detector is held (no run counts, no event starts); settling still counts down.
+        outcome = detector.update(score, frame=frame, now=now, changed=changed[1]) if armed or settling else None
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -143,6 +152,7 @@ class _ChangeWatch:
             boxes=boxes,
             started=started,
             ended=outcome if isinstance(outcome, EventEnd) else None,
+            armed=armed,
         )
 
 
@@ -179,7 +189,7 @@ class _StateWatch:
         self.detector = old.detector
         return True
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
         settling = detector.settling
@@ -191,12 +201,13 @@ class _StateWatch:
             score=best,
             state=detector.state,
             settling=settling,
-            active=detector.state in self.on_states,
+            active=armed and detector.state in self.on_states,
             threshold=detector.threshold,
             clear_threshold=detector.threshold,
             below=not best >= detector.threshold,
             scores=scores,
             changed_to=change,
+            armed=armed,
         )
 
 
@@ -257,7 +268,7 @@ class _ActivityWatch:
         self.detector = old.detector
         return True
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True) -> Verdict:
         ring = self._ring
         if ring and now < ring[-1][0]:
             ring.clear()  # the clock stepped back
@@ -280,7 +291,8 @@ class _ActivityWatch:
             score=score,
             state=detector.state,
             settling=settling,
-            active=detector.state in self.on_states,
+            active=armed and detector.state in self.on_states,
+            armed=armed,
             threshold=self.zone.detection.local_level,
             clear_threshold=self.zone.detection.local_level,
             below=bool(movement),
@@ -495,8 +507,15 @@ class Watches:
 
     # -- per frame ----------------------------------------------------------------
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> tuple[Verdict, ...]:
-        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order."""
+    def judge(
+        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = ()
+    ) -> tuple[Verdict, ...]:
+        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
+
+        A zone in ``disarmed`` is scored all the same, but its change detector
+        is held (a state zone still follows its state) and its verdict is not
+        ``active``.
+        """
         results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
         for group in self._groups:
             for index, (name, comparison) in enumerate(
@@ -506,10 +525,11 @@ class Watches:
                 results[name] = (group.comparator, index, comparison.score, changed)
         verdicts = []
         for watch in self._watches:
+            armed = watch.name not in disarmed
             if isinstance(watch, _ChangeWatch):
-                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now))
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed))
             else:
-                verdicts.append(watch.judge(image, frame=frame, now=now))
+                verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed))
         return tuple(verdicts)
 
     def settle(self) -> None:

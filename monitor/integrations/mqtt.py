@@ -14,6 +14,9 @@ Home Assistant discovery makes one device with, per zone, a ``binary_sensor``
 (change zone), an ``enum`` ``sensor`` whose options are the states and
 ``unknown`` (state zone) or a ``moving`` ``binary_sensor`` (activity zone),
 and a score ``sensor``.
+With an ``arming:`` section it adds ``switch`` entities that arm and disarm,
+one per zone and one for the whole monitor (see :mod:`.mqtt_switches`); a
+payload other than ``ON``/``OFF`` on their command topics is logged and ignored.
 
 paho runs its own network thread and reconnects with back-off. Events are
 handed to paho only while connected; in between they wait in a bounded queue
@@ -29,8 +32,9 @@ import math
 import re
 import socket
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,13 +42,24 @@ from typing import TYPE_CHECKING, Any
 from monitor import __version__
 from monitor.closing import Closing
 from monitor.config import LEGACY_ZONE, UNKNOWN, MqttConfig, ZoneConfig
-from monitor.exc import ConfigError
+from monitor.exc import CommandError, ConfigError
+from monitor.integrations.mqtt_switches import (
+    SwitchTopics,
+    switch_discovery,
+    switch_payload,
+    switch_states,
+    switch_topics,
+)
 from monitor.status import EventRecord, FrameStatus, Verdict
+from monitor.throttle import Throttle
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
+
+    from monitor.arming import ZoneArming
+    from monitor.arming_state import ArmingState
 
 __all__ = ["MqttPublisher", "ZoneTopics", "discovery_messages", "node_id", "zone_topics"]
 
@@ -90,7 +105,14 @@ def zone_topics(prefix: str, zones: Mapping[str, ZoneConfig] | None) -> list[Zon
 
 
 def discovery_messages(
-    *, discovery_prefix: str, topic_prefix: str, node: str, device_class: str, device_name: str, zones: list[ZoneTopics]
+    *,
+    discovery_prefix: str,
+    topic_prefix: str,
+    node: str,
+    device_class: str,
+    device_name: str,
+    zones: list[ZoneTopics],
+    switches: Sequence[SwitchTopics] = (),
 ) -> list[tuple[str, dict[str, Any]]]:
     """The retained Home Assistant discovery configs, (topic, payload): per zone its state entity and its score."""
     device = {
@@ -147,6 +169,7 @@ def discovery_messages(
             "icon": "mdi:image-search",
         }
         messages.append((f"{discovery_prefix}/sensor/{node}/{object_id}score/config", score))
+    messages.extend(switch_discovery(discovery_prefix=discovery_prefix, node=node, switches=switches))
     return [(topic, {**payload, **availability, "device": device}) for topic, payload in messages]
 
 
@@ -166,6 +189,7 @@ class MqttPublisher(Closing):
         zones: Mapping[str, ZoneConfig] | None = None,
         hostname: str | None = None,
         client_id: str | None = None,
+        arming: ArmingState | None = None,
     ) -> None:
         from paho.mqtt.client import CallbackAPIVersion, Client
 
@@ -187,6 +211,13 @@ class MqttPublisher(Closing):
         self._states: dict[str, str] = {}  # zone -> the payload last published on its state topic
         self._last_score_time: float | None = None
         self._failures = 0
+        # Arming switches (issue 14): none without an arming section.
+        self.arming = arming
+        self.switches = [] if arming is None else switch_topics(self.prefix, None if zones is None else list(zones))
+        self._switch_commands = {switch.command_topic: switch.zone for switch in self.switches}
+        self._switch_states: dict[str, str] = {}  # state topic -> the payload last published there
+        self._switch_seen: Mapping[str, ZoneArming] | None = None
+        self._ignored = Throttle(_log, first=3)
 
         client = Client(
             CallbackAPIVersion.VERSION2,
@@ -241,6 +272,8 @@ class MqttPublisher(Closing):
                     zone = self.zones.get(verdict.zone)
                     if zone is not None and math.isfinite(verdict.score):
                         self._client.publish(zone.score_topic, f"{verdict.score:.5f}", qos=0)
+            if self.arming is not None:
+                self._publish_switches(self.arming.evaluate(status.time))
 
     def on_event(self, record: EventRecord) -> None:
         """Publish the record's JSON, or queue it (bounded, oldest dropped) until the broker is back."""
@@ -304,6 +337,11 @@ class MqttPublisher(Closing):
             self._publish_discovery()
             for name, payload in self._states.items():
                 client.publish(self.zones[name].state_topic, payload, qos=self.config.qos, retain=True)
+            if self.arming is not None:
+                client.subscribe([(topic, 1) for topic in self._switch_commands])
+                self._switch_states.update(switch_states(self.switches, self.arming.evaluate(time.time())))
+                for topic, payload in self._switch_states.items():
+                    client.publish(topic, payload, qos=self.config.qos, retain=True)
             delivered = len(self._pending)
             while self._pending:
                 client.publish(self.event_topic, self._pending.popleft(), qos=self.config.qos)
@@ -329,6 +367,9 @@ class MqttPublisher(Closing):
             _log.warning("mqtt: lost the connection to %s (%s); reconnecting", self._where(), reason)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        if message.topic in self._switch_commands:
+            self._on_switch(message)
+            return
         if message.topic == self.ha_status_topic and message.payload.strip() == ONLINE.encode():
             _log.info("mqtt: Home Assistant is back online; publishing discovery again")
             with self._lock:
@@ -347,6 +388,7 @@ class MqttPublisher(Closing):
             device_class=self.config.device_class,
             device_name=f"Change monitor {self.hostname}",
             zones=list(self.zones.values()),
+            switches=self.switches,
         )
         for topic, payload in messages:
             self._client.publish(topic, json.dumps(payload), qos=1, retain=True)
@@ -376,6 +418,42 @@ class MqttPublisher(Closing):
 
     def _where(self) -> str:
         return f"{self.config.host}:{self.config.port}"
+
+    # -- arming switches (issue 14) ---------------------------------------------------
+
+    def _on_switch(self, message: MQTTMessage) -> None:
+        """Home Assistant flipped a switch (paho's thread): arm or disarm, then say so on its state topic."""
+        zone = self._switch_commands[message.topic]
+        payload = bytes(message.payload)
+        if message.retain:
+            # A retained command would be re-applied at every restart, over whatever was decided since.
+            self._ignored(logging.WARNING, "mqtt: %s: ignored a retained command", message.topic)
+            return
+        armed = switch_payload(payload)
+        if armed is None or self.arming is None:
+            self._ignored(
+                logging.WARNING, "mqtt: %s: ignored payload %r (expected ON or OFF)", message.topic, payload[:32]
+            )
+            return
+        try:
+            states = self.arming.command(armed=armed, zone=zone, by="mqtt")
+        except CommandError as exc:  # a zone a reload removed
+            self._ignored(logging.WARNING, "mqtt: %s: ignored: %s", message.topic, exc)
+            return
+        with self._lock:
+            if not self._closed:
+                self._publish_switches(states)
+
+    def _publish_switches(self, states: Mapping[str, ZoneArming]) -> None:
+        """Publish each switch whose state changed (retained); the caller holds self._lock."""
+        if states is self._switch_seen:
+            return
+        self._switch_seen = states
+        for topic, payload in switch_states(self.switches, states).items():
+            if payload != self._switch_states.get(topic):
+                self._switch_states[topic] = payload
+                if self._connected:
+                    self._client.publish(topic, payload, qos=self.config.qos, retain=True)
 
 
 def _state_payload(verdict: Verdict) -> str | None:

@@ -168,6 +168,8 @@ class FrameSource(Closing, abc.ABC):
 
     ``device`` overrides ``config.device`` (``monitor replay --source PATH``).
     ``skipped`` counts frames or files that could not be decoded and were left out.
+    ``start_time`` (set before opening) stamps an unpaced recording's first
+    frame instead of the open time: frame i is then at start + i / fps.
     A source may be opened again after ``close()``; ``Frame.index`` keeps counting.
     A recording read with ``realtime=False`` is decoded up to ``READ_AHEAD``
     frames ahead in a thread of its own (``is_recording`` says which sources are).
@@ -181,6 +183,8 @@ class FrameSource(Closing, abc.ABC):
         self.realtime = realtime
         self.device: int | str = config.device if device is None else device
         self.skipped = 0
+        # Unpaced recordings: the time of their first frame (None: when opened), e.g. replay --start-time.
+        self.start_time: float | None = None
         self._delivered = 0
         self._open = False
         self._ahead: _ReadAhead | None = None

@@ -63,7 +63,7 @@ class ImageFolderSource(FrameSource):
             )
         self._next_path = 0
         self._since_open = 0
-        self._opened_at = time.time()
+        self._opened_at = time.time() if self.start_time is None else self.start_time
         self._pacer.reset()
         _log.info("%s: %d images", self.name, len(self._paths))
 

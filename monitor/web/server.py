@@ -5,7 +5,8 @@ and events to its :class:`~monitor.web.state.LiveState`) and serves them:
 ``/`` (the page: static HTML, CSS and JavaScript from ``static/``, no external
 assets, the Pi may be offline; the script draws everything from the JSON API),
 ``/frame.jpg``, ``/reference.jpg``, ``/snapshots/<name>.jpg``, ``/clips/<name>.mp4``, ``/api/status``,
-``/api/history``, ``/api/events``, ``/metrics`` and ``/healthz``. With a token
+``/api/history``, ``/api/events``, ``/metrics`` and ``/healthz``; ``POST /api/arm``
+and ``POST /api/disarm`` with an ``arming:`` section. With a token
 configured every route but ``/healthz`` and the page's own static files needs
 ``Authorization: Bearer <token>`` or ``?token=<token>`` (the page passes its own
 ``?token=`` on to its images and requests).
@@ -31,10 +32,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from monitor.arming import command_fields
+from monitor.arming_state import ArmingState
 from monitor.clips import is_clip_name
 from monitor.closing import Closing
 from monitor.config import HttpConfig
-from monitor.exc import ConfigError, MonitorError
+from monitor.exc import CommandError, ConfigError, MonitorError
 from monitor.status import EventRecord, FrameStatus, Scene
 from monitor.web.state import LiveState
 
@@ -50,6 +53,9 @@ STATIC = {
 }
 CLIP_TYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+ARMING_ROUTES = ("/api/arm", "/api/disarm")
+MAX_BODY_BYTES = 4096  # {"zone": ..., "for_seconds": ...} is a few dozen bytes
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 CSP = (
     "default-src 'none'; img-src 'self' data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -73,8 +79,11 @@ class StatusServer(Closing):
         clip_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
         stale_seconds: float = 10.0,
+        arming: ArmingState | None = None,
     ) -> None:
         self._config = config
+        self.arming = arming
+        self._clock = clock
         self._token = _read_token(config)
         fixed = scene
         current = (lambda: fixed) if isinstance(fixed, Scene) else fixed
@@ -178,6 +187,40 @@ class StatusServer(Closing):
         results = [hmac.compare_digest(candidate.encode(), expected) for candidate in offered]
         return any(results)
 
+    # -- arming (issue 14) -------------------------------------------------------
+
+    def status_json(self) -> dict[str, Any]:
+        """The body of ``/api/status``: the live state, with each zone's armed state and why."""
+        body = self.live.status_json()
+        body["arming"] = self.arming is not None
+        if self.arming is not None:
+            states = self.arming.evaluate(self._clock())
+            for name, zone in body["zones"].items():
+                state = states.get(name)
+                if state is not None:
+                    details = state.to_json()
+                    zone.update(armed=state.armed, armed_by=details["by"], armed_reason=state.reason)
+                    zone["armed_until"] = details["until"]
+        return body
+
+    def arm_command(self, path: str, body: Any) -> tuple[HTTPStatus, dict[str, Any]]:
+        """Carry out ``POST /api/arm`` or ``/api/disarm`` with its JSON ``body``; the status and the answer."""
+        if self.arming is None:
+            return HTTPStatus.NOT_FOUND, {"error": "arming is not configured (add an arming: section)"}
+        try:
+            zone, seconds = command_fields(body)
+            states = self.arming.command(armed=path == "/api/arm", zone=zone, for_seconds=seconds, by="http")
+        except CommandError as exc:
+            return HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        answer: dict[str, Any] = {"zones": {name: state.to_json() for name, state in states.items()}}
+        if self.arming.save_error is not None:
+            answer["warning"] = self.arming.save_error
+        return HTTPStatus.OK, answer
+
+    def commands_allowed(self) -> bool:
+        """Commands need a token whenever one is configured, and always off loopback."""
+        return self._token is not None or self._config.host in LOOPBACK
+
 
 # -- HTTP ----------------------------------------------------------------------
 
@@ -246,11 +289,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/clips/"):
             self._send_clip(unquote(path[len("/clips/") :]))
         elif path == "/api/status":
-            self._send_json(live.status_json())
+            self._send_json(self._status.status_json())
         elif path == "/api/history":
             self._send_json(live.history_json())
         elif path == "/api/events":
             self._send_json(live.events_json())
+        elif path in ARMING_ROUTES:
+            self._send(
+                HTTPStatus.METHOD_NOT_ALLOWED, b"use POST\n", "text/plain; charset=utf-8", headers={"Allow": "POST"}
+            )
         elif path == "/metrics":
             self._send(HTTPStatus.OK, generate_latest(live.metrics.registry), CONTENT_TYPE_LATEST)
         else:
@@ -334,6 +381,57 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    # -- POST: arm and disarm (issue 14) ------------------------------------------
+
+    def do_POST(self) -> None:
+        try:
+            self._post()
+        except (BrokenPipeError, ConnectionResetError):
+            _log.debug("client %s went away", self.address_string())
+        except Exception:
+            _log.exception("status page: POST %s failed", self.path)
+            self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+    def _post(self) -> None:
+        url = urlsplit(self.path)
+        if url.path not in ARMING_ROUTES:
+            self._send_error(HTTPStatus.NOT_FOUND, "not found")
+            return
+        status = self._status
+        query_token = parse_qs(url.query).get("token", [None])[-1]
+        if not status.authorized(self.headers.get("Authorization"), query_token):
+            self._send_error(HTTPStatus.UNAUTHORIZED, "a token is required: Authorization: Bearer <token>, or ?token=")
+            return
+        if not status.commands_allowed():
+            self._send_error(HTTPStatus.FORBIDDEN, "commands off loopback need http.token")
+            return
+        if not _same_origin(self.headers.get("Origin"), self.headers.get("Host")):
+            # Another site's page in the user's browser must not arm or disarm.
+            self._send_error(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+            return
+        if self.headers.get_content_type() != "application/json":
+            self._send_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "expected Content-Type: application/json")
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            self._send_error(HTTPStatus.LENGTH_REQUIRED, "expected a Content-Length")
+            return
+        if len(length.strip()) > 9 or int(length) > MAX_BODY_BYTES:
+            self.close_connection = True  # the body is left unread
+            self._send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
+            return
+        raw = self.rfile.read(int(length))
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            self._send_error(HTTPStatus.BAD_REQUEST, "the body is not valid JSON")
+            return
+        code, answer = status.arm_command(url.path, body)
+        self._send(code, json.dumps(answer).encode(), "application/json")
+
+    def _send_error(self, code: HTTPStatus, message: str) -> None:
+        self._send(code, json.dumps({"error": message}).encode(), "application/json")
+
     def log_message(self, format: str, *args: Any) -> None:
         # Every request at debug only: a page refreshing every 2 s would flood journald.
         _log.debug("%s %s", self.address_string(), format % args)
@@ -371,6 +469,14 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return (max(0, size - int(last)), size - 1) if int(last) > 0 and size > 0 else None
     start, end = int(first), min(int(last), size - 1) if last else size - 1
     return (start, end) if start < size and start <= end else None
+
+
+def _same_origin(origin: str | None, host: str | None) -> bool:
+    """No Origin header (not a browser, or a same-origin GET-like request), or one naming this very host."""
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    return host is not None and parts.scheme in ("http", "https") and parts.netloc == host
 
 
 def _plain_jpeg_name(name: str) -> bool:

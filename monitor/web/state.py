@@ -183,6 +183,7 @@ class LiveState:
                     "changed_fraction": None if verdict.changed_fraction is None else _finite(verdict.changed_fraction),
                     "scores": None if verdict.scores is None else {k: _finite(v) for k, v in verdict.scores.items()},
                     "output": verdict.active,
+                    "armed": verdict.armed,
                     "colour": _css_colour(zone_colour(index)),
                 }
         only = latest.zones[0] if latest is not None and len(latest.zones) == 1 else None

@@ -94,7 +94,7 @@ function drawChart(history, zones) {
   });
 }
 
-function drawZones(zones) {
+function drawZones(zones, arming) {
   const body = document.querySelector("#zones tbody");
   body.replaceChildren();
   for (const [name, zone] of Object.entries(zones)) {
@@ -113,6 +113,7 @@ function drawZones(zones) {
       el("td", {}, score),
       el("td", {}, String(zone.threshold)),
       el("td", {class: zone.output ? "on" : ""}, zone.output ? "on" : "off"),
+      armCell(name, zone, arming),
     );
     body.appendChild(row);
   }
@@ -173,7 +174,8 @@ async function refreshData() {
     setText("frames", status.frames);
     setText("uptime", duration(status.uptime_seconds));
     setText("history-minutes", String(status.history_seconds / 60));
-    drawZones(status.zones);
+    drawZones(status.zones, status.arming);
+    document.getElementById("arming").hidden = !status.arming;
     drawChart(history, status.zones);
     const latest = status.last_event ? status.last_event.time + status.last_event.type : "";
     if (latest !== shownEvent) {
@@ -186,6 +188,41 @@ async function refreshData() {
   }
   setText("error", "");
 }
+
+// Arming (issue 14): a button per zone and two for the whole monitor, POSTed with the page's token.
+async function command(action, zone) {
+  const body = {zone: zone};
+  const seconds = document.getElementById("arm-for").value;
+  if (seconds) body.for_seconds = Number(seconds);
+  const response = await fetch(url("/api/" + action), {
+    method: "POST",
+    cache: "no-store",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    setText("error", action + " refused: " + (answer.error || response.status));
+    return;
+  }
+  await refreshData();
+}
+
+function armCell(name, zone, arming) {
+  const armed = zone.armed !== false;
+  const cell = el("td", {class: "zone-armed" + (armed ? "" : " disarmed")}, armed ? "armed" : "disarmed");
+  if (zone.armed_reason) cell.appendChild(el("div", {class: "muted"}, zone.armed_reason));
+  if (arming) {
+    const action = armed ? "disarm" : "arm";
+    const button = el("button", {type: "button", "data-action": action}, action);
+    button.addEventListener("click", () => command(action, name));
+    cell.appendChild(button);
+  }
+  return cell;
+}
+
+document.getElementById("arm-all").addEventListener("click", () => command("arm", null));
+document.getElementById("disarm-all").addEventListener("click", () => command("disarm", null));
 
 document.getElementById("frame").src = url("/frame.jpg");
 document.getElementById("reference").src = url("/reference.jpg");
