@@ -359,6 +359,12 @@ def test_the_sandbox_keeps_the_exposure_score_low() -> None:
     assert result.returncode == 0, f"exposure {score.group(1)} > 2.0:\n{result.stdout}"
 
 
+def test_reload_needs_nothing_beyond_the_shell() -> None:
+    # /bin/kill is procps's, absent from minimal systems: reloads failed there with 203/EXEC.
+    unit = unit_settings(UNIT.read_text(encoding="utf-8"))
+    assert unit["Service.ExecReload"] == ["/bin/sh -c 'kill -HUP \"$$MAINPID\"'"]
+
+
 # --- the installer ---
 
 
@@ -409,3 +415,4 @@ def test_absolute_paths_null_snapshots_and_the_long_reference_form_are_handled(t
     assert config.mask.image == Path("/etc/monitor/mask.png")  # read-only input: stays beside the config
     assert config.events.log == Path("/srv/monitor/events.jsonl")
     assert config.events.snapshots is None
+
