@@ -120,9 +120,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp makes it 0600; give it what open() would have: 0666 less the umask (a
-        # service's UMask=0027 keeps snapshots and the reference from other users).
-        os.chmod(tmp, 0o666 & ~_umask())
+        # mkstemp makes it 0600: at most 0644, narrowed by the umask (a service's UMask=0027
+        # keeps snapshots and the reference from other users; umask 0 never makes them writable).
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

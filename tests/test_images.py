@@ -57,7 +57,7 @@ def test_written_images_get_the_mode_the_umask_allows(tmp_path: Path) -> None:
         "import os, sys; from pathlib import Path; from monitor.images import write_bytes_atomic\n"
         "os.umask(int(sys.argv[2], 8)); write_bytes_atomic(Path(sys.argv[1]), b'x')"
     )
-    for umask, mode in (("027", 0o640), ("022", 0o644), ("077", 0o600)):
+    for umask, mode in (("027", 0o640), ("022", 0o644), ("077", 0o600), ("000", 0o644)):
         target = tmp_path / f"{umask}.jpg"
         subprocess.run([sys.executable, "-c", script, str(target), umask], check=True, timeout=60)
         assert target.stat().st_mode & 0o777 == mode, umask
