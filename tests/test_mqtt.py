@@ -267,10 +267,15 @@ def test_discovery_configs_and_availability_are_retained(
     broker: Broker, publish: Callable[..., MqttPublisher], subscribe: Callable[..., Subscriber]
 ) -> None:
     publish(device_class="opening")
-    # A client arriving later sees only what the broker retained.
-    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     binary_topic = f"homeassistant/binary_sensor/{HOST}/change/config"
     sensor_topic = f"homeassistant/sensor/{HOST}/score/config"
+    # paho sends what on_connect published after `connected` is set: once a first client has
+    # them, the broker holds them, and a later one can only get them as retained messages.
+    first = subscribe(broker.port, ["homeassistant/#"])
+    first.wait_for(binary_topic)
+    first.wait_for(sensor_topic)
+    # A client arriving later sees only what the broker retained.
+    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     late.wait_for(binary_topic)
     late.wait_for(sensor_topic)
     assert late.wait_for(f"{PREFIX}/availability") == [b"online"]
