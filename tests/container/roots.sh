@@ -56,6 +56,7 @@ debootstrap_root() {
     say "debootstrap $suite into $target (a minute or two)"
     debootstrap --variant=minbase --include="$packages" "$suite" "$target" "$MIRROR" >"$target.log" 2>&1 ||
         die "debootstrap $suite failed; the end of $target.log:$(printf '\n'; tail -n 20 "$target.log")"
+    rm -f "$target.log"
     # Nothing in a container test needs an apt cache: keep the root small.
     rm -rf "$target"/var/cache/apt/archives/*.deb "$target"/var/lib/apt/lists/*_Packages
 }

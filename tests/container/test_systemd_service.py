@@ -22,6 +22,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,29 +76,31 @@ def active(pi: Container, unit: str) -> bool:
     return pi.show(unit, "ActiveState")["ActiveState"] == "active"
 
 
+def copy_checkout(target: Path) -> None:
+    """Copy what a clone of the project holds to ``target``: tracked and new files, no .venv."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    packed = subprocess.run(
+        ["tar", "--null", "--files-from=-", "--ignore-failed-read", "-cf", "-"],
+        cwd=PROJECT,
+        input=files,
+        capture_output=True,
+        check=True,
+    ).stdout
+    target.mkdir(parents=True)
+    subprocess.run(["tar", "-C", str(target), "-xf", "-"], input=packed, check=True)
+
+
 @pytest.fixture(scope="module")
 def pi() -> Iterator[Container]:
     root = build_root("bookworm-systemd")
     with Container(root, name="monitor-systemd", binds=[f"{CACHE / 'pip'}:/root/.cache/pip"]) as container:
         container.boot()
-        # The user's clone: what git would check out (tracked and new files), no .venv.
-        files = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=PROJECT,
-            capture_output=True,
-            check=True,
-        ).stdout
-        target = container.merged / "root" / "monitor"
-        target.mkdir(parents=True)
-        subprocess.run(
-            ["tar", "--null", "--files-from=-", "--ignore-failed-read", "-cf", "-"],
-            cwd=PROJECT,
-            input=files,
-            stdout=open(target.parent / "monitor.tar", "wb"),  # noqa: SIM115
-            check=True,
-        )
-        subprocess.run(["tar", "-C", str(target), "-xf", str(target.parent / "monitor.tar")], check=True)
-        (target.parent / "monitor.tar").unlink()
+        copy_checkout(container.merged / "root" / "monitor")
         yield container
 
 
@@ -272,10 +275,6 @@ def test_the_exposure_score_of_the_installed_units(pi: Container) -> None:
         assert float(score.group(1)) <= 2.0, out
 
 
-def camera_config(pi: Container, name: str, port: int) -> str:
-    return config_text(state=f"{STATE}/{name}", port=port)
-
-
 def test_two_cameras_run_side_by_side_under_the_template_unit(pi: Container) -> None:
     ports = {}
     for name in ("garage", "porch"):
@@ -297,7 +296,7 @@ def test_two_cameras_run_side_by_side_under_the_template_unit(pi: Container) -> 
     # The test moves them to ports free on this shared machine, as a user would edit them.
     ports = {name: free_port() for name in ports}
     for name, port in ports.items():
-        pi.write(f"/etc/monitor/{name}.yaml", camera_config(pi, name, port))
+        pi.write(f"/etc/monitor/{name}.yaml", config_text(state=f"{STATE}/{name}", port=port))
         pi.run(["sudo", "-u", "monitor", f"{VENV}/bin/monitor", "capture-reference", f"/etc/monitor/{name}.yaml"])
     pi.run("mkdir -p /etc/systemd/system/monitor@.service.d")
     pi.write("/etc/systemd/system/monitor@.service.d/test-mock-pin.conf", MOCK_PIN)
