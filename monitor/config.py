@@ -866,6 +866,7 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
     is copied to ``<name>.bak`` first, and the new one replaces it atomically
     with the old file's permissions.
     """
+    import contextlib
     import io
     import os
     import shutil
@@ -910,6 +911,11 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         shutil.copymode(path, tmp)
+        # And its owner and group: an installed config is root:monitor 0640, and a copy owned by
+        # root:root would lock the service out of it (`sudo monitor tune --write`, then reload).
+        old = path.stat()
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, old.st_uid, old.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

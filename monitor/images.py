@@ -8,6 +8,7 @@ over a gigabyte once decoded, which is an out-of-memory kill on a Pi Zero 2 W.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import os
@@ -258,6 +259,17 @@ def make_folder(path: Path, *, mode: int = 0o755) -> None:
         folder.mkdir(mode=mode, exist_ok=True)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux 4.7+), else by setting it back."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary sibling, fsync it, then rename it over ``path``.
 
@@ -272,7 +284,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        # mkstemp makes it 0600: at most 0644, narrowed by the umask (a service's UMask=0027
+        # keeps snapshots and the reference from other users; umask 0 never makes them writable).
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -99,3 +99,15 @@ def test_write_leaves_no_temporary_and_clears_stale_ones(tmp_path: Path) -> None
     write_image_atomic(tmp_path / "reference.png", image)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.png"]
     np.testing.assert_array_equal(read_gray(tmp_path / "reference.png"), image)
+
+
+def test_written_images_get_the_mode_the_umask_allows(tmp_path: Path) -> None:
+    # Under the unit's UMask=0027 a snapshot or reference must not be readable by other users.
+    script = (
+        "import os, sys; from pathlib import Path; from monitor.images import write_bytes_atomic\n"
+        "os.umask(int(sys.argv[2], 8)); write_bytes_atomic(Path(sys.argv[1]), b'x')"
+    )
+    for umask, mode in (("027", 0o640), ("022", 0o644), ("077", 0o600), ("000", 0o644)):
+        target = tmp_path / f"{umask}.jpg"
+        subprocess.run([sys.executable, "-c", script, str(target), umask], check=True, timeout=60)
+        assert target.stat().st_mode & 0o777 == mode, umask

@@ -214,6 +214,34 @@ def test_node_id_and_default_prefix_are_safe_for_mqtt_and_home_assistant() -> No
     assert custom.event_topic == "home/porch/event"
 
 
+def test_two_cameras_on_one_host_with_their_own_prefixes_are_two_clients_and_two_devices(
+    broker: Broker, subscribe: Callable[..., Subscriber]
+) -> None:
+    # monitor@garage and monitor@porch on one Pi: same host name, default client ids.
+    publishers = [
+        MqttPublisher(MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix=f"monitor/{name}"), hostname=HOST)
+        for name in ("garage", "porch")
+    ]
+    try:
+        for publisher in publishers:
+            publisher.start()
+        wait_until(lambda: all(p.connected for p in publishers), what="both publishers to connect")
+        time.sleep(1.5)  # a shared client id would have the broker drop one for the other by now
+        assert all(p.connected for p in publishers)
+        late = subscribe(broker.port, ["homeassistant/#"])
+        configs = {
+            name: json.loads(late.wait_for(f"homeassistant/binary_sensor/monitor_{name}/change/config")[0])
+            for name in ("garage", "porch")
+        }
+    finally:
+        for publisher in publishers:
+            publisher.close()
+    assert configs["garage"]["unique_id"] == "monitor_monitor_garage_change"
+    assert configs["garage"]["state_topic"] == "monitor/garage/state"
+    assert configs["porch"]["device"]["identifiers"] == ["monitor_monitor_porch"]
+    assert configs["porch"]["device"]["name"] == "Change monitor monitor/porch"
+
+
 def test_wildcards_in_the_prefix_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"mqtt\.topic_prefix"):
         MqttPublisher(MqttConfig(host="localhost", topic_prefix="monitor/+"))
@@ -232,10 +260,15 @@ def test_discovery_configs_and_availability_are_retained(
     broker: Broker, publish: Callable[..., MqttPublisher], subscribe: Callable[..., Subscriber]
 ) -> None:
     publish(device_class="opening")
-    # A client arriving later sees only what the broker retained.
-    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     binary_topic = f"homeassistant/binary_sensor/{HOST}/change/config"
     sensor_topic = f"homeassistant/sensor/{HOST}/score/config"
+    # paho sends what on_connect published after `connected` is set: once a first client has
+    # them, the broker holds them, and a later one can only get them as retained messages.
+    first = subscribe(broker.port, ["homeassistant/#"])
+    first.wait_for(binary_topic)
+    first.wait_for(sensor_topic)
+    # A client arriving later sees only what the broker retained.
+    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     late.wait_for(binary_topic)
     late.wait_for(sensor_topic)
     assert late.wait_for(f"{PREFIX}/availability") == [b"online"]

@@ -178,7 +178,8 @@ class MqttPublisher(Closing):
 
     Every method returns at once: the network is paho's thread's business.
     ``hostname`` (default: this machine's) names the device and the default
-    topic prefix; ``client_id`` defaults to ``monitor-<node>`` so that a
+    topic prefix; a configured ``topic_prefix`` names the device instead (one
+    device per prefix). ``client_id`` defaults to ``monitor-<node>`` so that a
     restarted service takes over its own stale session at once.
     """
 
@@ -195,8 +196,12 @@ class MqttPublisher(Closing):
 
         self.config = config
         self.hostname = hostname or socket.gethostname()
-        self.node = node_id(self.hostname)
-        self.prefix = _topic_prefix(config, self.node)
+        self.prefix = _topic_prefix(config, node_id(self.hostname))
+        # A configured prefix names the device, not the host: several cameras on one host
+        # (monitor@NAME) differ only by their prefixes, and with one node they shared a client
+        # id (the broker dropped each for the other, every second) and one Home Assistant device.
+        self.node = node_id(self.hostname) if config.topic_prefix is None else node_id(self.prefix)
+        self.device_name = f"Change monitor {self.hostname if config.topic_prefix is None else self.prefix}"
         self.availability_topic = f"{self.prefix}/availability"
         self.zones = {zone.name: zone for zone in zone_topics(self.prefix, zones)}
         self.event_topic = f"{self.prefix}/event"
@@ -386,7 +391,7 @@ class MqttPublisher(Closing):
             topic_prefix=self.prefix,
             node=self.node,
             device_class=self.config.device_class,
-            device_name=f"Change monitor {self.hostname}",
+            device_name=self.device_name,
             zones=list(self.zones.values()),
             switches=self.switches,
         )
