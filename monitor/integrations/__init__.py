@@ -36,6 +36,10 @@ def build_integrations(config: Config, *, scene: Callable[[], Scene]) -> list[An
             from monitor.web.server import StatusServer
 
             built.append(StatusServer(config.http, scene=scene, snapshot_dir=config.events.snapshots))
+        if config.notify:
+            from monitor.integrations.notify import NotifySender
+
+            built.append(NotifySender(config.notify))
     except BaseException:
         for integration in built:
             integration.close()
