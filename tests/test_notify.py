@@ -36,10 +36,14 @@ WAIT = 20.0
 
 
 class Receiver:
-    """An HTTP server on a loopback port: ``answer`` 200 (keeps each JSON body), 500, or ``hang``."""
+    """An HTTP server on a loopback port: ``answer`` 200 (keeps each JSON body), 500, or ``hang``.
 
-    def __init__(self, answer: int | str = 200) -> None:
+    ``delay``: seconds before each answer, as a service far away takes.
+    """
+
+    def __init__(self, answer: int | str = 200, *, delay: float = 0.0) -> None:
         self.answer = answer
+        self.delay = delay
         self.messages: list[dict[str, Any]] = []
         self.requests = 0
         self._release = threading.Event()
@@ -49,6 +53,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests += 1
+                time.sleep(receiver.delay)
                 if receiver.answer == "hang":
                     receiver._release.wait(WAIT)  # bounded: the test ends it at close
                     return
@@ -129,10 +134,11 @@ def replay(config_path: Path, sender: NotifySender | None) -> tuple[float, list[
 
 
 def test_an_event_on_a_clip_sends_the_zone_and_its_snapshot_and_the_last_message_goes_out_at_the_end(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path,
 ) -> None:
     # The cup enters at frame 20 and is still there when the recording ends: its event_end is
-    # written at shutdown, and its message must still be sent before `monitor run` exits.
+    # written at shutdown, and its message, answered a second later, must still go before `monitor run` exits.
+    receiver = Receiver(delay=1.0)
     write_clip(tmp_path, frames=50, changed=[range(20, 50)])
     config = tmp_path / "config.yaml"
     notify = f"""notify:
@@ -141,7 +147,10 @@ def test_an_event_on_a_clip_sends_the_zone_and_its_snapshot_and_the_last_message
     body: "{{zone}} {{state}} at {{time}} (score {{score:.2f}}, {{reason}})"
 """
     config.write_text(zone_config(notify, fps=50))
-    done = monitor("run", config)
+    try:
+        done = monitor("run", config)
+    finally:
+        receiver.close()
     assert done.returncode == 0, done.stderr
 
     events = read_events(tmp_path / "events.jsonl")
@@ -339,21 +348,32 @@ def test_an_end_goes_with_its_start_through_the_cooldown() -> None:
     assert cooldown.admit("door", "event_end", 62.0) == 0
 
 
-def test_a_message_for_a_camera_record_has_no_score_and_uses_the_clip_where_there_is_one(tmp_path: Path) -> None:
+def test_a_camera_record_renders_without_a_score_or_a_picture() -> None:
     [target] = parse_config(
-        'notify: [{urls: "json://127.0.0.1:9/hook", attach: clip, body: "{zone} {state} {score:.2f} {reason}"}]'
+        'notify: [{urls: "json://127.0.0.1:9/hook", body: "{zone} {state} {score:.2f} {reason}"}]'
     ).notify
     lost = render(target, EventRecord(type="camera_lost", time=1e9, frame=3, extra={"error": "no frame"}), host="porch")
-    assert (lost.title, lost.body, lost.attachment, lost.kind) == (
-        "camera: lost",
-        "camera lost - no frame",
-        None,
-        "failure",
-    )
-    end = EventRecord(type="event_end", time=1e9, frame=9, zone="door", snapshot="/s.jpg", extra={"clip": "/c.mp4"})
-    assert render(target, end).attachment == Path("/c.mp4")
-    start = EventRecord(type="event_start", time=1e9, frame=9, zone="door", score=0.5, snapshot="/s.jpg")
-    assert render(target, start).attachment == Path("/s.jpg")  # no clip yet: the snapshot
+    assert (lost.title, lost.body, lost.attachments) == ("camera: lost", "camera lost - no frame", ())
+
+
+def test_attach_clip_sends_the_events_clip_and_the_snapshot_when_the_clip_is_gone(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    clip = write_clip(tmp_path, frames=5, changed=[]).video
+    snapshot = tmp_path / "snapshot.jpg"
+    cv2.imwrite(str(snapshot), np.full((HEIGHT, WIDTH), 128, np.uint8))
+    [target] = parse_config(f'notify: [{{urls: "{receiver.url}", on: [event_end], attach: clip}}]').notify
+    sender = NotifySender([target])
+    sender.start()
+    for index, path in enumerate((clip, tmp_path / "pruned.avi")):
+        extra = {"clip": str(path)}
+        sender.on_event(
+            EventRecord("event_end", 1e9 + 600 * index, 9, zone="door", snapshot=str(snapshot), extra=extra)
+        )
+    sender.close()
+
+    assert [m["attachments"][0]["filename"] for m in receiver.messages] == ["clip.avi", "snapshot.jpg"]
+    assert base64.b64decode(receiver.messages[0]["attachments"][0]["base64"]) == clip.read_bytes()
 
 
 def test_test_notify_sends_the_current_frame_to_each_url_and_says_which_failed(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import stat
 import string
@@ -49,7 +50,7 @@ __all__ = [
     "Message",
     "NotifySender",
     "Service",
-    "attachment",
+    "attachments",
     "describe",
     "fields",
     "masked",
@@ -69,6 +70,9 @@ BACKOFF_SECONDS = (2.0, 6.0)  # the waits before the second and the third attemp
 QUEUE_SIZE = 32
 DRAIN_SECONDS = 5.0
 MAX_URLS_FILE_BYTES = 64 * 1024
+# A clip past this goes as its snapshot: most services refuse more, and Apprise holds the whole
+# file in memory (base64 for some services), which a Pi Zero's 512 MB would feel.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 # The record that ends what another began: an end notifies when its beginning did, and is held with it.
 ENDS = {"event_end": "event_start", "camera_found": "camera_lost", "tamper_end": "tamper_start"}
@@ -182,7 +186,7 @@ def read_urls(target: NotifyConfig, *, key: str) -> list[str]:
     where = f"{key}.urls_file"
     try:
         with path.open("rb") as handle:
-            mode = stat.S_IMODE(path.stat().st_mode)
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
             data = handle.read(MAX_URLS_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{where}: cannot read {path}: {exc.strerror or exc}"]) from None
@@ -232,8 +236,8 @@ def services(target: NotifyConfig, *, key: str) -> list[Service]:
     for url in read_urls(target, key=key):
         with _LINES.captured():
             plugin = apprise.Apprise.instantiate(url.strip())
-        if plugin is None:  # checked at load time; a file may have changed since
-            raise ConfigError([f"{key}: {_scheme(url) or '?'}://... {url_problem(url) or 'cannot be read'}"])
+        if plugin is None:  # checked already; only a plugin that fails to start gets here
+            raise ConfigError([f"{key}: Apprise cannot set up the {_scheme(url) or '?'}:// service"])
         made.append(Service(name=_shown(plugin), plugin=plugin))
     return made
 
@@ -247,7 +251,7 @@ class Message:
 
     title: str
     body: str
-    attachment: Path | None = None
+    attachments: tuple[Path, ...] = ()  # the first one there (and not too big) goes
     kind: str = "info"  # Apprise's message type: info, success, warning, failure
 
 
@@ -263,15 +267,13 @@ def wanted(target: NotifyConfig, record: EventRecord) -> bool:
     return not (record.type == "state" and target.states is not None and record.extra.get("state") not in target.states)
 
 
-def attachment(target: NotifyConfig, record: EventRecord) -> Path | None:
-    """The file the message carries: the snapshot, or the event's clip where there is one; None for none."""
+def attachments(target: NotifyConfig, record: EventRecord) -> tuple[Path, ...]:
+    """The files the message may carry, best first: the event's clip where ``attach: clip`` and there is one,
+    then the snapshot; none for ``attach: none``."""
     if target.attach == "none":
-        return None
-    chosen = record.snapshot
-    if target.attach == "clip":
-        clip = record.extra.get("clip")
-        chosen = clip if isinstance(clip, str) and clip else chosen
-    return None if chosen is None else Path(chosen)
+        return ()
+    clip = record.extra.get("clip") if target.attach == "clip" else None
+    return tuple(Path(path) for path in (clip, record.snapshot) if isinstance(path, str) and path)
 
 
 class _Lenient(string.Formatter):
@@ -322,7 +324,7 @@ def render(target: NotifyConfig, record: EventRecord, *, held: int = 0, host: st
     return Message(
         title=_FORMATTER.format(target.title, **values),
         body=body,
-        attachment=attachment(target, record),
+        attachments=attachments(target, record),
         kind=_TYPES.get(record.type, "info"),
     )
 
@@ -412,12 +414,7 @@ def send(service: Service, message: Message) -> Delivery:
     hands the work to a pool thread: here Apprise's complaints are heard on
     this thread and become the reason.
     """
-    attach = None
-    if message.attachment is not None:
-        if message.attachment.is_file():
-            attach = str(message.attachment)
-        else:  # pruned meanwhile, or never written (disk full): the words still go
-            _log.debug("notify: %s is gone; sending without it", message.attachment)
+    attach = _first_fit(message.attachments)
     with _LINES.captured() as lines:
         try:
             ok = bool(
@@ -429,6 +426,20 @@ def send(service: Service, message: Message) -> Delivery:
             ok, lines = False, [*lines, f"{type(exc).__name__}: {exc}"]
     reason = "" if ok else (lines[-1] if lines else "the service did not accept it")
     return Delivery(service.name, ok, reason)
+
+
+def _first_fit(paths: Sequence[Path]) -> str | None:
+    """The first file that is there and not too big: a snapshot may be pruned, a clip may be long."""
+    for path in paths:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            _log.debug("notify: %s is gone; trying the next attachment", path)
+            continue
+        if size <= MAX_ATTACHMENT_BYTES:
+            return str(path)
+        _log.info("notify: %s is over %d MB; trying the next attachment", path, MAX_ATTACHMENT_BYTES // 2**20)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
