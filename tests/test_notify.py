@@ -320,6 +320,9 @@ notify:
         "config.yaml: notify[0].zones: 'gate' is not a zone (zones: door)",
         "config.yaml: notify[0].states: 'ajar' is not a state of its zones (expected: closed, open, unknown)",
     ]
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace("{colour}", "{state:>999999999}"))  # would take a gigabyte to render
+    assert info.value.problems == ["config.yaml: notify[0].title: {state:>999999999}: a width or precision over 2000"]
     target = parse_config(text.replace(' {colour}"', ': {state}"').replace("gate", "door").replace("ajar", "open"))
     assert target.notify[0].on == ["state"]  # YAML 1.1 reads the bare key `on` as true
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import stat
 import string
@@ -73,6 +74,7 @@ MAX_URLS_FILE_BYTES = 64 * 1024
 # A clip past this goes as its snapshot: most services refuse more, and Apprise holds the whole
 # file in memory (base64 for some services), which a Pi Zero's 512 MB would feel.
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MAX_TEMPLATE_CHARACTERS = 2000  # a title or body, as written and as rendered with short values
 
 # The record that ends what another began: an end notifies when its beginning did, and is held with it.
 ENDS = {"event_end": "event_start", "camera_found": "camera_lost", "tamper_end": "tamper_start"}
@@ -109,11 +111,11 @@ class _AppriseLines(logging.Filter):
     @contextlib.contextmanager
     def captured(self) -> Iterator[list[str]]:
         lines: list[str] = []
-        self._local.lines = lines
+        outer, self._local.lines = getattr(self._local, "lines", None), lines
         try:
             yield lines
         finally:
-            self._local.lines = None
+            self._local.lines = outer
 
     def filter(self, record: logging.LogRecord) -> bool:
         lines = getattr(self._local, "lines", None)
@@ -131,7 +133,7 @@ def _apprise() -> Any:
     """The apprise module, imported on first use, its log lines routed through :class:`_AppriseLines`."""
     import apprise
 
-    logger = logging.getLogger(apprise.LOGGER_NAME)
+    logger = logging.getLogger("apprise")  # the one logger of every Apprise module
     if _LINES not in logger.filters:
         logger.addFilter(_LINES)
     return apprise
@@ -268,8 +270,7 @@ def wanted(target: NotifyConfig, record: EventRecord) -> bool:
 
 
 def attachments(target: NotifyConfig, record: EventRecord) -> tuple[Path, ...]:
-    """The files the message may carry, best first: the event's clip where ``attach: clip`` and there is one,
-    then the snapshot; none for ``attach: none``."""
+    """The files the message may carry, best first: the clip (``attach: clip``, where there is one), the snapshot."""
     if target.attach == "none":
         return ()
     clip = record.extra.get("clip") if target.attach == "clip" else None
@@ -345,6 +346,8 @@ def template_problem(template: str) -> str | None:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         return f"{exc} (write {{{{ and }}}} for a brace)"
+    if len(template) > MAX_TEMPLATE_CHARACTERS:
+        return f"is {len(template)} characters long, expected at most {MAX_TEMPLATE_CHARACTERS}"
     for _, name, spec, _ in parsed:
         if name is None:
             continue
@@ -352,12 +355,17 @@ def template_problem(template: str) -> str | None:
             return f"{{{name}}} is not a field (expected: {', '.join(NOTIFY_FIELDS)})"
         if spec and ("{" in spec or "}" in spec):
             return f"{{{name}:{spec}}}: a format cannot hold a field"
+        # Checked before trying it: {zone:>999999999} would fill the memory.
+        if any(int(number) > MAX_TEMPLATE_CHARACTERS for number in re.findall(r"\d+", spec or "")):
+            return f"{{{name}:{spec}}}: a width or precision over {MAX_TEMPLATE_CHARACTERS}"
     # Strict here, lenient when sending: a format that fits no value of its field is a typo.
     sample = dict.fromkeys(NOTIFY_FIELDS, "text") | {"score": 0.5}
     try:
-        template.format(**sample)
+        rendered = template.format(**sample)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
-        return str(exc)
+        return str(exc) or type(exc).__name__
+    if len(rendered) > MAX_TEMPLATE_CHARACTERS:
+        return f"makes {len(rendered)} characters, expected at most {MAX_TEMPLATE_CHARACTERS}"
     return None
 
 
