@@ -34,6 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         zone_masks(config)
+        notify_lines = _notify_lines(config)
     except ConfigError as exc:
         name = str(args.config)
         for problem in exc.problems:
@@ -46,6 +47,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"zone {name}: {zone.kind}{states}, threshold {zone.detection.threshold:g}, {pin}")
     if config.events.clips is not None:
         _print_clip_plan(config)
+    for line in notify_lines:
+        print(line)
     missing = []
     if config.change_zones and not config.reference.path.exists():
         missing.append((config.reference.path, ""))
@@ -71,6 +74,18 @@ def _print_clip_plan(config: Any) -> None:
     print(plan.describe(config.events.clips))
     codec = pick_codec(plan.size, plan.fps)
     print(f"clips: written as {codec.name}" if codec else "clips: this OpenCV cannot write any video here")
+
+
+def _notify_lines(config: Any) -> list[str]:
+    """``monitor check``'s line for each notify target, its URL file read and its URLs masked."""
+    if not config.notify:
+        return []
+    from monitor.integrations.notify import describe, read_urls
+
+    return [
+        f"notify[{index}]: {describe(target, read_urls(target, key=f'notify[{index}]'))}"
+        for index, target in enumerate(config.notify)
+    ]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -562,6 +577,60 @@ def _start_time(when: Any, arming: Any) -> float:
     return float(when.timestamp())
 
 
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    """Send one message with the current frame to every notify URL; say per URL whether it went through."""
+    import dataclasses
+    import socket
+    import tempfile
+    import time
+
+    from monitor.config import load_config
+    from monitor.images import write_image_atomic
+    from monitor.integrations.notify import render, sample_record, send, services
+    from monitor.watch import Watches
+
+    config = load_config(args.config)
+    if not config.notify:
+        raise MonitorError(f"{args.config}: notify: is not set, so there is nothing to test")
+    zone = _chosen_zones(config, args)[0]
+    targets = [(index, target) for index, target in enumerate(config.notify) if zone in (target.zones or [zone])]
+    if not targets:
+        raise MonitorError(f"{args.config}: no notify target tells of zone {zone!r} (see their zones:)")
+    prepared = [(index, target, services(target, key=f"notify[{index}]")) for index, target in targets]
+    watches = Watches.load(config, config_path=args.config)
+    frame = _grab_frame(config, watches.shape)
+    now = time.time()
+    verdicts = watches.judge(frame, frame=0, now=now)
+    sent = failed = 0
+    with tempfile.TemporaryDirectory(prefix="monitor-test-notify-") as folder:
+        path = write_image_atomic(Path(folder) / "test-notify.jpg", _test_picture(watches, frame, verdicts, zone, now))
+        record = sample_record(next(v for v in verdicts if v.zone == zone), now=now, snapshot=path)
+        for index, target, prepared_services in prepared:
+            message = render(target, record, host=socket.gethostname())
+            message = dataclasses.replace(message, title=f"test: {message.title}")
+            for service in prepared_services:
+                delivery = send(service, message)
+                sent, failed = sent + delivery.ok, failed + (not delivery.ok)
+                outcome = f"sent   notify[{index}] {delivery.service}"
+                print(outcome if delivery.ok else f"FAILED notify[{index}] {delivery.service}: {delivery.reason}")
+    print(f"{sent} of {sent + failed} sent" + ("; see the reasons above" if failed else ""))
+    return EXIT_OK if failed == 0 else EXIT_ERROR
+
+
+def _test_picture(watches: Any, frame: Any, verdicts: Any, zone: str, now: float) -> Any:
+    """The frame with every zone outlined (``zone`` bold) and the time, as test-notify sends it."""
+    from monitor.drawing import ZoneOutline, annotate, draw_zones, zone_colour
+    from monitor.status import iso_time
+
+    picture = annotate(frame, label=f"monitor test-notify  {iso_time(now)[:19]}")
+    outlines = [
+        ZoneOutline(f"{v.zone} {v.word} {v.score:.2f}", watches.masks[v.zone], zone_colour(i), bold=v.zone == zone)
+        for i, v in enumerate(verdicts)
+    ]
+    draw_zones(picture, outlines)
+    return picture
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number of 1 or more."""
     try:
@@ -657,6 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--for", dest="duration", type=_duration, help="a snooze: only this long, e.g. 30m, 2h, 1h30m"
             )
         command.set_defaults(handler=cmd_arm if name == "arm" else cmd_disarm)
+    notify = sub.add_parser("test-notify", help="send a message with the current frame to every notify URL")
+    notify.add_argument("config", type=Path)
+    notify.add_argument("--zone", help="the zone the message names (default: the first zone)")
+    notify.set_defaults(handler=cmd_test_notify)
     return parser
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "MaskConfig",
     "MqttConfig",
     "MqttTlsConfig",
+    "NotifyConfig",
     "ReferenceConfig",
     "SourceConfig",
     "ZoneConfig",
@@ -421,6 +422,80 @@ def _arming_problems(arming: ArmingConfig, zones: dict[str, Any]) -> list[str]:
     return problems
 
 
+# -- notify: ------------------------------------------------------------------
+
+NotifyRecord = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "tamper_start", "tamper_end"]
+NOTIFY_FIELDS = ("zone", "state", "previous", "type", "score", "time", "host", "reason")
+_NOTIFY_ON: tuple[NotifyRecord, ...] = ("event_start", "state", "camera_lost")
+
+
+class NotifyConfig(_Model):
+    """One notification target: its services (Apprise URLs), which records it tells of, and what it says.
+
+    ``urls`` are checked with Apprise here (imported only for a config with
+    ``notify:``); ``urls_file`` is read, and refused if others may read it,
+    when the sender is built and by ``monitor check``.
+    """
+
+    urls: list[str] = Field(default_factory=list, repr=False)  # secrets: kept out of tracebacks
+    urls_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+    zones: list[str] | None = None
+    on: list[NotifyRecord] = Field(default_factory=lambda: list(_NOTIFY_ON))
+    states: list[str] | None = None
+    attach: Literal["snapshot", "clip", "none"] = "snapshot"
+    cooldown_seconds: Annotated[float, _between(0.0, 86400.0)] = 300.0
+    title: str = "{zone}: {state}"
+    body: str = "{zone} {state} at {time} on {host} (score {score:.2f})"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # YAML 1.1 reads a bare `on:` key as true, and `attach: null` means no attachment.
+        data = {("on" if key is True else key): value for key, value in data.items()}
+        if isinstance(data.get("urls"), str):
+            data["urls"] = [data["urls"]]
+        if "attach" in data and data["attach"] is None:
+            data["attach"] = "none"
+        return data
+
+    @model_validator(mode="after")
+    def _urls_and_words(self) -> NotifyConfig:
+        from monitor.integrations.notify import template_problem, url_problem
+
+        problems = []
+        if not self.urls and self.urls_file is None:
+            problems.append("urls: required: a list of Apprise URLs (or urls_file: a file of them, one a line)")
+        for index, url in enumerate(self.urls):
+            problem = url_problem(url)
+            if problem is not None:
+                problems.append(f"urls[{index}]: {problem}")
+        for key in ("title", "body"):
+            problem = template_problem(getattr(self, key))
+            if problem is not None:
+                problems.append(f"{key}: {problem}")
+        if not self.on:
+            problems.append("on: needs at least one record type (event_start, state, camera_lost, ...)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _notify_targets(value: Any) -> Any:
+    """``notify:`` as a list of targets; a single target or a bare URL is taken as one.
+
+    A wrong shape is named without echoing the value, which may hold a secret.
+    """
+    if value is None:
+        return []
+    if isinstance(value, dict | str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of targets (each with urls: and on:), got {_kind(value)}")
+    return [{"urls": [item]} if isinstance(item, str) else item for item in value]
+
+
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 UNKNOWN = "unknown"  # the state of a state zone whose every reference scores under its threshold
 ACTIVITY_STATES = ("moving", "still")
@@ -536,6 +611,7 @@ class Config(_Model):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
     arming: ArmingConfig | None = None
+    notify: Annotated[list[NotifyConfig], BeforeValidator(_notify_targets)] = Field(default_factory=list)
     legacy_zone: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="before")
@@ -630,6 +706,29 @@ class Config(_Model):
     def change_zones(self) -> dict[str, ZoneConfig]:
         """The zones that compare with the scene's reference."""
         return {name: zone for name, zone in self.zones.items() if zone.kind == "change"}
+
+    @model_validator(mode="after")
+    def _notify_fits(self) -> Config:
+        problems = []
+        for index, target in enumerate(self.notify):
+            for name in target.zones or ():
+                if name not in self.zones:
+                    problems.append(f"notify[{index}].zones: {name!r} is not a zone (zones: {', '.join(self.zones)})")
+            watched = [self.zones[name] for name in target.zones or self.zones if name in self.zones]
+            states = {state for zone in watched for state in zone.states or ()}
+            if target.states is not None:
+                if not states:
+                    problems.append(f"notify[{index}].states: only for state zones, and none of its zones has states")
+                    continue
+                wrong = [state for state in target.states if state not in states and state != UNKNOWN]
+                if wrong:
+                    problems.append(
+                        f"notify[{index}].states: {', '.join(map(repr, wrong))} is not a state of its zones "
+                        f"(expected: {', '.join([*sorted(states), UNKNOWN])})"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:

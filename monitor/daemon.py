@@ -239,7 +239,8 @@ class Monitor(Closing):
         self._reload_arming(new)
         if old_source is not None:
             self.watches.settle()
-        later = [name for name in ("events", "mqtt", "hooks", "http") if getattr(new, name) != getattr(old, name)]
+        restart_keys = ("events", "mqtt", "hooks", "http", "notify")
+        later = [name for name in restart_keys if getattr(new, name) != getattr(old, name)]
         if later:
             _log.warning("reload: changes to %s take effect at the next restart", ", ".join(later))
         _log.info("reloaded %s: %s", self.config_path, _thresholds(new))

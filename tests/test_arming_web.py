@@ -169,6 +169,27 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
+def text(driver: Any, selector: str) -> str:
+    """The element's text; "" when the page replaced it while it was read (it redraws every 2 s)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("css selector", selector).text)
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
+
+
+def click(driver: Any, selector: str) -> bool:
+    """Click the element; False (try again) when the page replaced it between finding and clicking."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        driver.find_element("css selector", selector).click()
+    except StaleElementReferenceException:
+        return False
+    return True
+
+
 def test_the_page_disarms_and_arms_a_zone_with_its_buttons(
     serve: Callable[..., StatusServer], arming: ArmingState, tmp_path: Path
 ) -> None:
@@ -182,6 +203,7 @@ def test_the_page_disarms_and_arms_a_zone_with_its_buttons(
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"]:  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -192,16 +214,16 @@ def test_the_page_disarms_and_arms_a_zone_with_its_buttons(
         button = "#zones tr[data-zone='door'] button"
         wait = WebDriverWait(driver, 30)
         wait.until(lambda d: d.find_elements("css selector", button))
-        assert driver.find_element("css selector", button).text == "disarm"
+        wait.until(lambda d: text(d, button) == "disarm")
         assert driver.find_element("id", "arming").is_displayed()
-        driver.find_element("css selector", button).click()
+        # The page redraws its table every 2 s: find and click in one step, again if it was redrawn meanwhile.
+        wait.until(lambda d: click(d, button))
         wait.until(lambda d: not arming.evaluate(0.0)["door"].armed)
         cell = "#zones tr[data-zone='door'] td.zone-armed"
-        wait.until(lambda d: d.find_element("css selector", cell).text.startswith("disarmed"))
-        assert "manual" in driver.find_element("css selector", cell).text
+        wait.until(lambda d: text(d, cell).startswith("disarmed") and "manual" in text(d, cell))
         assert arming.evaluate(0.0)["door"].by == "http" and arming.evaluate(0.0)["bench"].armed
 
-        driver.find_element("id", "arm-all").click()
+        wait.until(lambda d: click(d, "#arm-all"))
         wait.until(lambda d: armed(arming) == [True, True])
         errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:

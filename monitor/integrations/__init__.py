@@ -54,6 +54,10 @@ def build_integrations(
             )
         if arming is not None:
             built.extend(_arming_integrations(config, arming, pin_factory))
+        if config.notify:
+            from monitor.integrations.notify import NotifySender
+
+            built.append(NotifySender(config.notify))
     except BaseException:
         for integration in built:
             integration.close()
