@@ -292,6 +292,9 @@ class Monitor(Closing):
 
 
 def _thresholds(config: Config) -> str:
+    if config.legacy_zone:
+        detection = config.zones["main"].detection
+        return f"threshold {detection.threshold:.3f}, clear_threshold {detection.clear_threshold:.3f}"
     return ", ".join(
         f"{name} threshold {zone.detection.threshold:.3f}"
         + (f" clear {zone.detection.clear_threshold:.3f}" if zone.kind == "change" else "")

@@ -43,8 +43,8 @@ def _describe(record: EventRecord) -> str:
         was = record.extra.get("previous")
         text = f"{record.zone}: {record.extra.get('state')}" + (f" (was {was})" if was else "")
         return f"{text} at frame {record.frame}" + (f": snapshot {record.snapshot}" if record.snapshot else "")
-    where = f" in {record.zone}" if record.zone is not None else ""
-    text = f"{record.type.replace('_', ' ')}{where} at frame {record.frame}"
+    where = f"{record.zone}: " if record.zone is not None else ""
+    text = f"{where}{record.type.replace('_', ' ')} at frame {record.frame}"
     details = []
     if record.score is not None:
         details.append(f"score {record.score:.3f}")

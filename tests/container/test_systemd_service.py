@@ -182,7 +182,9 @@ def test_an_event_reaches_the_journal_and_the_hardened_unit_writes_the_state_fol
         what="an event to start and end in the journal",
     )
     journal = pi.journal("monitor", since=since)
-    assert re.search(r"event start at frame \d+: score 0\.\d+, 1 changed region, snapshot /var/lib/monitor/", journal)
+    assert re.search(
+        r"main: event start at frame \d+: score 0\.\d+, 1 changed region, snapshot /var/lib/monitor/", journal
+    )
     records = events(pi, f"{STATE}/events.jsonl")
     starts = [r for r in records if r["type"] == "event_start"]
     assert starts and starts[-1]["snapshot"].startswith(f"{STATE}/snapshots/")
