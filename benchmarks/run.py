@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench_startup.py",
     "bench_callgrind.py",
     "bench_drift.py",
+    "bench_stream.py",
     "soak.py",
 ]
 

@@ -118,7 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         notifier = stack.enter_context(Notifier())
         # Built (their own config checked: token and password files) before the monitor touches
         # any file or pin; started once it stands. Closed after it, so they hear its last event.
-        integrations = build_integrations(config, scene=lambda: monitor.watches.scene)
+        integrations = build_integrations(
+            config, scene=lambda: monitor.watches.scene, config_path=Path(args.config), reload=lambda: monitor.reload()
+        )
         for integration in integrations:
             stack.callback(integration.close)
         monitor = stack.enter_context(

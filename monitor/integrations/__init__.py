@@ -8,6 +8,7 @@ run``) starts them once the monitor stands and closes them at the end.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from monitor.config import Config, HooksConfig
@@ -16,11 +17,18 @@ from monitor.status import Scene
 __all__ = ["build_integrations"]
 
 
-def build_integrations(config: Config, *, scene: Callable[[], Scene]) -> list[Any]:
+def build_integrations(
+    config: Config,
+    *,
+    scene: Callable[[], Scene],
+    config_path: Path | None = None,
+    reload: Callable[[], None] | None = None,
+) -> list[Any]:
     """Hooks, MQTT and the status page as ``config`` asks, built (their own files read) but not started.
 
     ``scene()`` gives the status page the reference and the zones as they are
-    now. Each is imported only when asked for.
+    now. ``config_path`` and ``reload`` let the status page's zone editor save
+    to the config file and have it re-read. Each is imported only when asked for.
     """
     built: list[Any] = []
     try:
@@ -35,7 +43,15 @@ def build_integrations(config: Config, *, scene: Callable[[], Scene]) -> list[An
         if config.http is not None:
             from monitor.web.server import StatusServer
 
-            built.append(StatusServer(config.http, scene=scene, snapshot_dir=config.events.snapshots))
+            built.append(
+                StatusServer(
+                    config.http,
+                    scene=scene,
+                    snapshot_dir=config.events.snapshots,
+                    config_path=config_path,
+                    reload=reload,
+                )
+            )
     except BaseException:
         for integration in built:
             integration.close()
