@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -218,6 +219,12 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+def near(points: list[list[float]], expected: list[tuple[float, float]], tolerance: float) -> None:
+    assert len(points) == len(expected), points
+    for (x, y), (ex, ey) in zip(points, expected, strict=True):
+        assert abs(x - ex) <= tolerance and abs(y - ey) <= tolerance, (points, expected)
+
+
 def comments(text: str) -> list[str]:
     return [line[line.index("#") :] for line in text.splitlines() if "#" in line]
 
@@ -247,15 +254,45 @@ def test_a_zone_drawn_with_the_mouse_is_saved_with_the_comments_and_scored_by_th
         browser.get(f"http://127.0.0.1:{port}/zones?token={TOKEN}")
         message = browser.find_element("id", "message")
         WebDriverWait(browser, 30).until(lambda _: message.text.startswith("editing"))
-        browser.find_element("id", "new-name").send_keys("shelf")
-        browser.find_element("id", "add-zone").click()
         overlay = browser.find_element("id", "overlay")
         width, height = overlay.size["width"], overlay.size["height"]
+
+        def at(fx: float, fy: float) -> tuple[int, int]:
+            """An offset from the overlay's centre to a point given in fractions of the picture."""
+            return round((fx - 0.5) * width), round((fy - 0.5) * height)
+
+        def click(fx: float, fy: float) -> None:
+            ActionChains(browser).move_to_element_with_offset(overlay, *at(fx, fy)).click().perform()
+
+        def drag(selector: str, fx: float, fy: float) -> None:
+            handle = browser.find_element("css selector", f"#overlay {selector}")
+            ActionChains(browser).click_and_hold(handle).move_to_element_with_offset(overlay, *at(fx, fy)).release(
+            ).perform()  # fmt: skip
+
+        # window (fractions): move a corner, delete another, add a point by dragging an edge's middle.
+        browser.find_element("css selector", "#zone-list li[data-zone='window']").click()
+        drag("circle.vertex[data-index='2']", 0.35, 0.35)
+        ActionChains(browser).double_click(
+            browser.find_element("css selector", "#overlay circle.vertex[data-index='3']")
+        ).perform()
+        drag("circle.midpoint[data-index='2']", 0.08, 0.32)  # between the moved corner and the first
+        # door (pixels): an exclusion, closed with Enter.
+        browser.find_element("css selector", "#zone-list li[data-zone='door']").click()
+        browser.find_element("id", "add-exclude").click()
+        excluded = [(0.6, 0.6), (0.8, 0.6), (0.7, 0.8)]
+        for fx, fy in excluded:
+            click(fx, fy)
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        # shelf: a new zone, closed by clicking its first point again.
+        browser.find_element("id", "new-name").send_keys("shelf")
+        browser.find_element("id", "add-zone").click()
         corners = [(0.1, 0.55), (0.45, 0.55), (0.45, 0.9), (0.1, 0.9)]
-        for fx, fy in [*corners, corners[0]]:  # the first point again closes the polygon
-            x, y = round((fx - 0.5) * width), round((fy - 0.5) * height)
-            ActionChains(browser).move_to_element_with_offset(overlay, x, y).click().perform()
+        for fx, fy in [*corners, corners[0]]:
+            click(fx, fy)
         assert "watched 1: 4 points" in browser.find_element("id", "polygon-list").text
+        slider = browser.find_element("id", "threshold")
+        slider.send_keys(*[Keys.ARROW_LEFT] * 10)  # 0.85 (the top-level one it inherits) - 10 steps of 0.005
+        assert browser.find_element("id", "threshold-value").text == "0.800 (clears at 0.850)"
         browser.find_element("id", "save").click()
         WebDriverWait(browser, 40).until(lambda _: "runs the new zones" in message.text or "not" in message.text)
         assert "runs the new zones" in message.text, browser.find_element("id", "problems").text
@@ -266,14 +303,29 @@ def test_a_zone_drawn_with_the_mouse_is_saved_with_the_comments_and_scored_by_th
         assert zones["shelf"]["mask"]["units"] == "fraction"  # a new zone is drawn in fractions
         [polygon] = zones["shelf"]["mask"]["include"]
         assert len(polygon) == 4
-        for (x, y), (fx, fy) in zip(polygon, corners, strict=True):
-            assert abs(x - fx) < 0.02 and abs(y - fy) < 0.02, polygon
+        near(polygon, corners, 0.02)
+        assert zones["shelf"]["detection"] == {"threshold": 0.8, "clear_threshold": 0.85}  # the gap kept
+        [window] = zones["window"]["mask"]["include"]
+        assert window[:2] == [[0.05, 0.05], [0.3, 0.05]]  # untouched points exactly as written
+        near(window, [(0.05, 0.05), (0.3, 0.05), (0.35, 0.35), (0.08, 0.32)], 0.02)
+        [exclusion] = zones["door"]["mask"]["exclude"]  # in door's pixels: whole numbers
+        assert all(isinstance(v, int) for point in exclusion for v in point), exclusion
+        near(exclusion, [(fx * WIDTH, fy * HEIGHT) for fx, fy in excluded], 0.02 * WIDTH)
+        assert zones["door"]["mask"]["include"] == [[[160, 0], [320, 0], [320, 240], [160, 240]]]
         assert comments(saved) == comments(original)
-        assert saved.startswith(original[: original.index("  window:")])  # the zones before it, byte for byte
-        assert "include: [[[0.05, 0.05], [0.3, 0.05], [0.3, 0.3], [0.05, 0.3]]]" in saved  # fractions stay
+        assert saved.startswith(original[: original.index("  door:")])  # all before the zones, byte for byte
+        assert "      include: [[[0.05, 0.05], [0." in saved  # the list as the user wrote it: on one line
         assert (scene_folder / "config.yaml.bak").read_text(encoding="utf-8") == original
         running = status_zones(port)
         assert list(running) == ["door", "window", "shelf"] and running["shelf"]["score"] > 0.9
+        assert running["shelf"]["threshold"] == 0.8 and running["door"]["threshold"] == 0.85
+        meter = browser.find_element("id", "live-score").text
+        assert re.fullmatch(r"live score 0\.9\d\d \(of the zone as saved\): at or above the threshold", meter), meter
+        shot = scene_folder / "zone-editor.png"
+        browser.execute_script("window.scrollTo(0, 0)")
+        assert browser.save_screenshot(str(shot))
+        if os.environ.get("MONITOR_EDITOR_SCREENSHOT"):  # how docs/zone-editor.png is made
+            shutil.copy(shot, os.environ["MONITOR_EDITOR_SCREENSHOT"])
 
         # A name the config refuses: the page shows the refusal, the file stays as it was.
         name = browser.find_element("id", "zone-name")
@@ -286,14 +338,37 @@ def test_a_zone_drawn_with_the_mouse_is_saved_with_the_comments_and_scored_by_th
         assert "not saved" in message.text
         assert config.read_text(encoding="utf-8") == saved
         assert list(status_zones(port)) == ["door", "window", "shelf"]
-        shot = scene_folder / "zone-editor.png"
-        assert browser.save_screenshot(str(shot))
-        if os.environ.get("MONITOR_EDITOR_SCREENSHOT"):  # how docs/zone-editor.png is made
-            shutil.copy(shot, os.environ["MONITOR_EDITOR_SCREENSHOT"])
         errors = page_errors(browser, expected=("status of 400",))
     assert errors == []
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[0] > 500 and float(picture.std()) > 20
+
+
+def test_a_state_captured_on_the_page_makes_a_state_zone_once_saved(scene_folder: Path, browser: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config, port = write_daemon_config(scene_folder)
+    with daemon(config, port):
+        browser.get(f"http://127.0.0.1:{port}/zones?token={TOKEN}")
+        message = browser.find_element("id", "message")
+        WebDriverWait(browser, 30).until(lambda _: message.text.startswith("editing"))
+        browser.find_element("css selector", "#zone-list li[data-zone='window']").click()
+        browser.find_element("id", "new-state").send_keys("clear")
+        browser.find_element("id", "capture").click()
+        WebDriverWait(browser, 30).until(lambda _: "captured" in message.text or "not" in message.text)
+        assert "captured clear" in message.text and "save to use it" in message.text, message.text
+        assert "clear: window-clear.png" in browser.find_element("id", "state-list").text
+        browser.find_element("id", "save").click()
+        WebDriverWait(browser, 40).until(lambda _: "runs the new zones" in message.text or "not" in message.text)
+        assert "runs the new zones" in message.text, browser.find_element("id", "problems").text
+        wait_for(lambda: status_zones(port)["window"]["state"] == "clear", what="the state zone's state")
+        assert status_zones(port)["window"]["kind"] == "state"
+        errors = page_errors(browser)
+    assert errors == []
+    assert yaml.safe_load(config.read_text(encoding="utf-8"))["zones"]["window"]["states"] == {
+        "clear": "window-clear.png"
+    }
+    assert cv2.imread(str(scene_folder / "window-clear.png"), cv2.IMREAD_GRAYSCALE).shape == (HEIGHT, WIDTH)
 
 
 def test_without_a_token_the_editor_is_read_only_and_says_how_to_enable_it(scene_folder: Path, browser: Any) -> None:
@@ -551,6 +626,11 @@ def test_bodies_over_the_cap_or_without_a_length_are_refused(make_server: Callab
     assert call(port, "PUT", "/api/config/zones", raw=b"{not json", headers=bearer())[0] == 400
     assert call(port, "PUT", "/api/config/zones", raw=b"[" * 100_000, headers=bearer())[0] == 400
     assert call(port, "PUT", "/api/config/zones", body=["door"], headers=bearer())[0] == 400
+    deep: Any = 0.5
+    for _ in range(500):  # valid JSON, but no zone is this deep
+        deep = [deep]
+    code, _, body = call(port, "PUT", "/api/config/zones", body={"door": {"mask": {"include": deep}}}, headers=bearer())
+    assert code == 400 and "nested more than 8 deep" in body.decode()
     assert call(port, "DELETE", "/api/config/zones", headers=bearer())[0] == 501
     assert path.read_text(encoding="utf-8") == original
 

@@ -41,6 +41,7 @@ __all__ = ["EditorError", "ZoneEditor"]
 _log = logging.getLogger(__name__)
 
 MAX_ZONES = 64  # each zone is a frame-sized mask in memory: a bound on what one request can ask for
+MAX_DEPTH = 8  # zones > zone > mask > include > polygon > point > number is 7 deep
 CAPTURE_FRAMES = 5  # a state picture is the median of this many frames (sensor noise out), as capture-reference
 CAPTURE_SECONDS = 10.0  # ...or of those that arrived in this long
 README_HINT = "see the README, section 'Zone editor'"
@@ -143,6 +144,8 @@ class ZoneEditor:
             )
         if len(zones) > MAX_ZONES:
             raise EditorError(HTTPStatus.BAD_REQUEST, [f"{path}: zones: at most {MAX_ZONES} zones, got {len(zones)}"])
+        if _deeper_than(zones, MAX_DEPTH):  # the YAML writer and the model recurse
+            raise EditorError(HTTPStatus.BAD_REQUEST, [f"{path}: zones: nested more than {MAX_DEPTH} deep"])
         not_writable = _write_problem(path)
         if not_writable is not None:
             raise EditorError(HTTPStatus.CONFLICT, [not_writable])
@@ -263,6 +266,17 @@ def _capture_names(request: Any) -> tuple[str, str]:
     if problems:
         raise EditorError(HTTPStatus.BAD_REQUEST, problems)
     return zone, state
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _detection_json(detection: DetectionConfig) -> dict[str, float]:

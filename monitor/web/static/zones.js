@@ -98,6 +98,7 @@ function render() {
   overlay.replaceChildren();
   const [w, h] = size();
   overlay.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  $("stage").style.width = `min(100%, ${(78 * w / h).toFixed(2)}vh)`;
   const r = handleRadius();
   for (const [name, zone] of Object.entries(ed.zones)) {
     const colour = colourOf(name), chosen = name === ed.selected;
@@ -147,15 +148,16 @@ function drawHandles(overlay, r) {
                                         class: "midpoint", "data-index": i});
     mid.addEventListener("pointerdown", event => {  // a new point there, dragged at once
       event.stopPropagation();
+      if (!ed.editable) return;
       points.splice(i + 1, 0, fromPixels(zone, eventPoint(event)));
       startDrag(event, i + 1);
+      ed.drag.moved = true;  // a point was added, even if it is not dragged any further
     });
   });
   pixels.forEach((p, i) => {
     const handle = svg(overlay, "circle", {cx: p[0], cy: p[1], r: r, "data-index": i,
                                            class: i === ed.vertex ? "vertex current" : "vertex"});
     handle.addEventListener("pointerdown", event => { event.stopPropagation(); startDrag(event, i); });
-    handle.addEventListener("dblclick", event => { event.stopPropagation(); deletePoint(i); });
   });
 }
 
@@ -186,25 +188,45 @@ function select(name, polygon) {
   renderPanel();
 }
 
+// The overlay is drawn afresh on every change, so the pointer is captured by the overlay itself
+// (which stays) and a double-click is matched to the nearest point, not to an element.
 function startDrag(event, index) {
   if (!ed.editable) return;
-  ed.drag = {index};
+  ed.drag = {index, moved: false};
   ed.vertex = index;
   $("overlay").setPointerCapture(event.pointerId);
-  render();
 }
 
 function onPointerMove(event) {
   if (!ed.drag) return;
   const zone = ed.zones[ed.selected];
   polygons(zone, ed.polygon.group)[ed.polygon.index][ed.drag.index] = fromPixels(zone, eventPoint(event));
+  ed.drag.moved = true;
   render();
 }
 
 function onPointerUp() {
   if (!ed.drag) return;
+  const moved = ed.drag.moved;
   ed.drag = null;
-  changed();
+  if (moved) {
+    changed();
+    return;
+  }
+  // A click on a point only marks it (for Delete). Not drawn afresh: the browser sends no click,
+  // and so no double-click, once the element pressed is gone.
+  for (const handle of document.querySelectorAll("#overlay circle.vertex")) {
+    handle.classList.toggle("current", Number(handle.dataset.index) === ed.vertex);
+  }
+}
+
+function onDoubleClick(event) {
+  const zone = ed.zones[ed.selected];
+  if (ed.drawing || !ed.editable || !zone || !ed.polygon) return;
+  const point = eventPoint(event), points = polygons(zone, ed.polygon.group)[ed.polygon.index] || [];
+  const distances = points.map(p => { const q = toPixels(zone, p); return Math.hypot(q[0] - point[0], q[1] - point[1]); });
+  const nearest = distances.indexOf(Math.min(...distances));
+  if (nearest >= 0 && distances[nearest] <= handleRadius() * 1.5) deletePoint(nearest);
 }
 
 function deletePoint(index) {
@@ -506,6 +528,7 @@ function wire() {
   $("overlay").addEventListener("pointermove", onPointerMove);
   $("overlay").addEventListener("pointerup", onPointerUp);
   $("overlay").addEventListener("click", onStageClick);
+  $("overlay").addEventListener("dblclick", onDoubleClick);
   $("add-zone").addEventListener("click", addZone);
   $("zone-name").addEventListener("change", renameZone);
   $("add-include").addEventListener("click", () => startDrawing("include"));
