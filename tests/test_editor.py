@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import yaml
 
-from monitor.config import HttpConfig, config_zones_as_written, load_config, replace_config_zones
+from monitor.config import HttpConfig, load_config
+from monitor.config_zones import config_zones_as_written, replace_config_zones
 from monitor.exc import ConfigError
 from monitor.status import Scene
 from monitor.web.server import MAX_BODY_BYTES, StatusServer
@@ -675,6 +676,44 @@ def test_the_stream_has_at_most_max_streams_viewers(make_server: Callable[..., S
             conn.close()
     server.close()
     wait_for(lambda: server.streams.count == 0, timeout=10, what="the streams to end with the server")
+
+
+def test_frames_are_encoded_only_while_someone_watches(
+    make_server: Callable[..., StatusServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.web.state as state_module
+
+    encoded: list[int] = []
+    encode = state_module._encode
+    monkeypatch.setattr(state_module, "_encode", lambda image: encoded.append(1) or encode(image))
+    server = make_server()
+    image = background()
+    for n in range(20):
+        server.on_frame(statuses.status(n, statuses.change("door"), image=image))
+    assert encoded == []  # nobody watched: not one JPEG
+    assert call(server.address[1], "GET", f"/frame.jpg?token={TOKEN}")[0] == 200
+    assert call(server.address[1], "GET", f"/frame.jpg?token={TOKEN}")[0] == 200
+    assert len(encoded) == 1  # the same frame twice: encoded once
+
+
+def test_viewers_share_one_frame_per_tick() -> None:
+    from monitor.web.stream import Ticks
+
+    now = [100.0]
+    made: list[int] = []
+
+    def frame() -> bytes:
+        made.append(1)
+        return b"jpeg %d" % len(made)
+
+    ticks = Ticks(frame, fps=5, clock=lambda: now[0])
+    first = [ticks() for _ in range(3)]  # three viewers in one tick
+    assert len(made) == 1 and first[0] is first[1] is first[2]
+    assert ticks.until_next() == pytest.approx(0.2)
+    now[0] += 0.19
+    assert ticks() is first[0] and len(made) == 1
+    now[0] += 0.02  # the next tick
+    assert ticks() == b"jpeg 2" and ticks.until_next() == pytest.approx(0.19)
 
 
 # -- the config file: what the editor writes ------------------------------------------------------

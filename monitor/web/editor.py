@@ -23,15 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor.config import (
-    UNKNOWN,
-    ZONE_NAME,
-    Config,
-    DetectionConfig,
-    config_zones_as_written,
-    load_config,
-    replace_config_zones,
-)
+from monitor.config import UNKNOWN, ZONE_NAME, Config, DetectionConfig, load_config
+from monitor.config_zones import config_zones_as_written, replace_config_zones
 from monitor.exc import ConfigError, MonitorError
 from monitor.images import write_image_atomic
 from monitor.web.state import LiveState
