@@ -315,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
             for part in stream.parts(status.stream_frames, stopping=status.stopping):
                 self.wfile.write(part)
                 self.wfile.flush()
+        except TimeoutError:  # a viewer that stopped reading: its slot back after the socket timeout
+            _log.debug("live view: %s stopped reading", self.address_string())
+            self.close_connection = True
         finally:
             status.streams.release()
 

@@ -399,6 +399,7 @@ function renderPanel() {
       if (!Object.keys(zone.states).length) delete zone.states;
       changed();
     });
+    again.disabled = remove.disabled = !ed.editable;
     item.append(again, remove);
     states.appendChild(item);
   }
@@ -514,7 +515,8 @@ async function load() {
   ed.editable = !blocked && !ed.info.problems.length;
   $("notice").hidden = !blocked;
   $("notice").textContent = blocked || "";
-  for (const id of ["save", "add-zone", "add-include", "add-exclude", "delete-polygon", "delete-zone", "capture"]) {
+  for (const id of ["save", "add-zone", "add-include", "add-exclude", "delete-polygon", "delete-zone", "capture",
+                    "threshold", "zone-name", "new-name", "new-state"]) {
     $(id).disabled = !ed.editable;
   }
   showProblems(ed.info.problems.length ? ["the config file has problems; fix them by hand first:", ...ed.info.problems] : []);
