@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_startup.py",
     "bench_callgrind.py",
     "bench_drift.py",
+    "bench_stream.py",
     "soak.py",
     "bench_clips.py",
     "bench_arming.py",

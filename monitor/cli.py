@@ -151,7 +151,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             stack.callback(arming.close)
         # Built (their own config checked: token and password files) before the monitor touches
         # any file or pin; started once it stands. Closed after it, so they hear its last event.
-        integrations = build_integrations(config, scene=lambda: monitor.watches.scene, arming=arming)
+        integrations = build_integrations(
+            config,
+            scene=lambda: monitor.watches.scene,
+            arming=arming,
+            config_path=Path(args.config),
+            reload=lambda: monitor.reload(),
+            check=lambda new: monitor.would_load(new),
+        )
         for integration in integrations:
             stack.callback(integration.close)
         monitor = stack.enter_context(

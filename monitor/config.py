@@ -13,6 +13,7 @@ import difflib
 import math
 import re
 import types
+from collections.abc import Callable
 from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,8 +52,10 @@ __all__ = [
     "SourceConfig",
     "ZoneConfig",
     "load_config",
+    "load_round_trip",
     "parse_config",
     "update_config_file",
+    "write_round_trip",
 ]
 
 
@@ -306,6 +309,9 @@ class HttpConfig(_Model):
     token: str | None = Field(default=None, min_length=16)
     token_file: Annotated[Path | None, AfterValidator(_resolve)] = None
     history_seconds: Positive = 300.0
+    # The live view (/stream.mjpg): frames per second per viewer, and viewers at once (0: no stream).
+    stream_fps: Annotated[float, _between(0.1, 30.0)] = 5.0
+    max_streams: Annotated[int, Field(ge=0, le=32)] = 3
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpConfig:
@@ -965,16 +971,29 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
     is copied to ``<name>.bak`` first, and the new one replaces it atomically
     with the old file's permissions.
     """
-    import contextlib
-    import io
-    import os
-    import shutil
-    import tempfile
-
-    from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.comments import CommentedMap
 
     path = Path(path)
+    yaml_rt, data = load_round_trip(path)
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = CommentedMap()
+            node = node[part]
+        node[key] = value
+    return write_round_trip(path, yaml_rt, data)
+
+
+def load_round_trip(path: Path) -> tuple[Any, Any]:
+    """The file as ruamel.yaml's round-trip mapping (comments and order kept), and the YAML object to dump it with.
+
+    Edit the mapping in place and hand both to :func:`write_round_trip`.
+    """
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.comments import CommentedMap
+
     text = path.read_text(encoding="utf-8")
     yaml_rt = YAML(typ="rt")
     yaml_rt.preserve_quotes = True
@@ -989,18 +1008,28 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
         raise ConfigError([f"{path}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
     if data is None:
         data = CommentedMap()
-    for dotted, value in values.items():
-        *parents, key = dotted.split(".")
-        node = data
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = CommentedMap()
-            node = node[part]
-        node[key] = value
+    if not isinstance(data, CommentedMap):
+        raise ConfigError([f"{path}: expected a mapping of sections (source:, detection:, ...), got {_kind(data)}"])
+    return yaml_rt, data
+
+
+def write_round_trip(path: Path, yaml_rt: Any, data: Any, *, check: Callable[[Config], None] | None = None) -> Path:
+    """Validate the edited mapping, copy the old file to ``<name>.bak``, replace it atomically; return the backup.
+
+    ``check(config)`` may refuse what the model alone cannot see (raise ConfigError): nothing is written then.
+    """
+    import contextlib
+    import io
+    import os
+    import shutil
+    import tempfile
+
     out = io.StringIO()
     yaml_rt.dump(data, out)
     new_text = out.getvalue()
-    parse_config(new_text, name=str(path), base_dir=path.resolve().parent)
+    config = parse_config(new_text, name=str(path), base_dir=path.resolve().parent)
+    if check is not None:
+        check(config)
     backup = path.with_name(path.name + ".bak")
     shutil.copy2(path, backup)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

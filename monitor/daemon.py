@@ -108,6 +108,10 @@ class Monitor(Closing):
         """Ask the loop to re-read the config file before the next frame."""
         self._reload.set()
 
+    def would_load(self, config: Config) -> None:
+        """Raise what a reload to ``config`` would refuse beyond the model (a picture missing, an empty mask)."""
+        Watches.load(config, config_path=self.config_path or "CONFIG")
+
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> RunSummary:

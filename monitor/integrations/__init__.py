@@ -8,6 +8,7 @@ run``) starts them once the monitor stands and closes them at the end.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.config import Config, HooksConfig
@@ -20,14 +21,24 @@ __all__ = ["build_integrations"]
 
 
 def build_integrations(
-    config: Config, *, scene: Callable[[], Scene], arming: ArmingState | None = None, pin_factory: Any = None
+    config: Config,
+    *,
+    scene: Callable[[], Scene],
+    arming: ArmingState | None = None,
+    pin_factory: Any = None,
+    config_path: Path | None = None,
+    reload: Callable[[], None] | None = None,
+    check: Callable[[Config], None] | None = None,
 ) -> list[Any]:
     """Hooks, MQTT and the status page as ``config`` asks, built (their own files read) but not started.
 
     ``scene()`` gives the status page the reference and the zones as they are
     now. With ``arming`` (the ``arming:`` section's state), MQTT and the page
     get their switches and buttons, and the control socket and the button
-    (on ``pin_factory``) join them. Each is imported only when asked for.
+    (on ``pin_factory``) join them. ``config_path`` and ``reload`` let the
+    status page's zone editor save to the config file and have it re-read,
+    once ``check`` raised nothing for the config as it would be.
+    Each is imported only when asked for.
     """
     built: list[Any] = []
     try:
@@ -50,6 +61,9 @@ def build_integrations(
                     snapshot_dir=config.events.snapshots,
                     clip_dir=None if clips is None else clips.folder,
                     arming=arming,
+                    config_path=config_path,
+                    reload=reload,
+                    check=check,
                 )
             )
         if arming is not None:

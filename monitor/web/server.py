@@ -10,6 +10,14 @@ and ``POST /api/disarm`` with an ``arming:`` section. With a token
 configured every route but ``/healthz`` and the page's own static files needs
 ``Authorization: Bearer <token>`` or ``?token=<token>`` (the page passes its own
 ``?token=`` on to its images and requests).
+
+The live view and the zone editor: ``/stream.mjpg`` (see :mod:`monitor.web.stream`),
+``/zones`` (the editor's page), ``/api/config/zones`` and ``/plain/frame.jpg``,
+``/plain/reference.jpg`` to read, and the writes ``PUT /api/config/zones`` and
+``POST /api/zones/capture-state`` (see :mod:`monitor.web.editor`). A write needs the
+token in an ``Authorization: Bearer`` header, never ``?token=`` nor a cookie, so
+another site cannot make a browser send one; with no token configured nothing
+can be written.
 """
 
 from __future__ import annotations
@@ -36,9 +44,11 @@ from monitor.arming import command_fields
 from monitor.arming_state import ArmingState
 from monitor.clips import is_clip_name
 from monitor.closing import Closing
-from monitor.config import HttpConfig
+from monitor.config import Config, HttpConfig
 from monitor.exc import CommandError, ConfigError, MonitorError
 from monitor.status import EventRecord, FrameStatus, Scene
+from monitor.web import stream
+from monitor.web.editor import EditorError, ZoneEditor
 from monitor.web.state import LiveState
 
 __all__ = ["StatusServer"]
@@ -50,12 +60,16 @@ STATIC = {
     "index.html": "text/html; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "zones.html": "text/html; charset=utf-8",
+    "zones.css": "text/css; charset=utf-8",
+    "zones.js": "text/javascript; charset=utf-8",
 }
 CLIP_TYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 ARMING_ROUTES = ("/api/arm", "/api/disarm")
-MAX_BODY_BYTES = 4096  # {"zone": ..., "for_seconds": ...} is a few dozen bytes
+MAX_COMMAND_BYTES = 4096  # {"zone": ..., "for_seconds": ...} is a few dozen bytes
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_BODY_BYTES = 256 * 1024  # a write's JSON body: zones with thousands of points fit many times over
 CSP = (
     "default-src 'none'; img-src 'self' data:; connect-src 'self'; script-src 'self'; style-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -68,6 +82,8 @@ class StatusServer(Closing):
     ``scene``: the reference and the zones' masks, or a function giving them
     as they are now (a reload or an adapted reference changes them).
     ``snapshot_dir`` is the only folder ``/snapshots/`` serves from, ``clip_dir`` the only one ``/clips/`` does.
+    ``config_path`` and ``reload``: the file the zone editor saves to, and
+    how to make the monitor re-read it (without them the editor is read-only).
     """
 
     def __init__(
@@ -80,6 +96,9 @@ class StatusServer(Closing):
         clock: Callable[[], float] = time.time,
         stale_seconds: float = 10.0,
         arming: ArmingState | None = None,
+        config_path: Path | None = None,
+        reload: Callable[[], None] | None = None,
+        check: Callable[[Config], None] | None = None,
     ) -> None:
         self._config = config
         self.arming = arming
@@ -94,6 +113,17 @@ class StatusServer(Closing):
         self._static = {name: resources.files("monitor.web").joinpath("static", name).read_bytes() for name in STATIC}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()  # ends the live streams and captures when the server closes
+        self.streams = stream.StreamSlots(config.max_streams)
+        self.stream_frames = stream.Ticks(self.live.frame_jpeg, fps=config.stream_fps)
+        self.editor = ZoneEditor(
+            config_path,
+            live=self.live,
+            reload=reload,
+            check=check,
+            token_set=self._token is not None,
+            stopping=self.stopping,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -129,6 +159,7 @@ class StatusServer(Closing):
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.stopping.set()
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
@@ -221,6 +252,10 @@ class StatusServer(Closing):
         """Commands need a token whenever one is configured, and always off loopback."""
         return self._token is not None or self._config.host in LOOPBACK
 
+    def may_write(self, header: str | None) -> bool:
+        """Whether a request may change something: the token in its ``Authorization: Bearer`` header."""
+        return self._token is not None and self.authorized(header, None)
+
 
 # -- HTTP ----------------------------------------------------------------------
 
@@ -300,6 +335,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/metrics":
             self._send(HTTPStatus.OK, generate_latest(live.metrics.registry), CONTENT_TYPE_LATEST)
+        # -- the live view and the zone editor (reads) --
+        elif path == "/stream.mjpg":
+            self._send_stream()
+        elif path == "/zones":
+            page = self._status.static("zones.html") or b""
+            self._send(HTTPStatus.OK, page, STATIC["zones.html"], headers={"Content-Security-Policy": CSP})
+        elif path == "/api/config/zones":
+            self._send_json(self._status.editor.describe())
+        elif path in ("/plain/frame.jpg", "/plain/reference.jpg"):
+            self._send(HTTPStatus.OK, live.plain_jpeg(path[len("/plain/") : -len(".jpg")]), "image/jpeg")
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
@@ -359,8 +404,97 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)  # in pieces: a clip may be tens of MB, the Pi's RAM is small
                 left -= len(chunk)
 
-    def _send_json(self, value: Any) -> None:
-        self._send(HTTPStatus.OK, json.dumps(value, allow_nan=False).encode(), "application/json")
+    def _send_json(self, value: Any, code: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(code, json.dumps(value, allow_nan=False).encode(), "application/json")
+
+    def _send_stream(self) -> None:
+        status = self._status
+        if not status.streams.acquire():
+            limit = status.streams.limit
+            self._send(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"the live view has {limit} viewers already (http.max_streams: {limit})\n".encode(),
+                "text/plain; charset=utf-8",
+                headers={"Retry-After": "10"},
+            )
+            return
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", stream.CONTENT_TYPE)
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            for part in stream.parts(status.stream_frames, stopping=status.stopping):
+                self.wfile.write(part)
+                self.wfile.flush()
+        except TimeoutError:  # a viewer that stopped reading: its slot back after the socket timeout
+            _log.debug("live view: %s stopped reading", self.address_string())
+            self.close_connection = True
+        finally:
+            status.streams.release()
+
+    # -- writes: the zone editor (an Authorization: Bearer header only) ----------
+
+    def do_PUT(self) -> None:
+        self._write()
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path in ARMING_ROUTES:
+            self._arming_post()  # its own rules: see _post
+        else:
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            self._route_write()
+        except (BrokenPipeError, ConnectionResetError):
+            _log.debug("client %s went away", self.address_string())
+        except EditorError as exc:
+            self._send_json({"problems": exc.problems}, exc.status)
+        except Exception:
+            _log.exception("status page: %s %s failed", self.command, self.path)
+            self._send_json({"problems": ["internal error: see the monitor's log"]}, HTTPStatus.INTERNAL_SERVER_ERROR)
+
+    def _route_write(self) -> None:
+        status, path = self._status, urlsplit(self.path).path
+        editor = status.editor
+        if not status.may_write(self.headers.get("Authorization")):
+            if editor.read_only_reason is not None:
+                raise EditorError(HTTPStatus.FORBIDDEN, [editor.read_only_reason])
+            problem = "changes need the token in a header: Authorization: Bearer <token> (?token= is not enough)"
+            self._send(
+                HTTPStatus.UNAUTHORIZED,
+                json.dumps({"problems": [problem]}).encode(),
+                "application/json",
+                headers={"WWW-Authenticate": 'Bearer realm="monitor"'},
+            )
+            return
+        routes: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
+            ("PUT", "/api/config/zones"): lambda body: editor.save(body, version=self.headers.get("If-Match")),
+            ("POST", "/api/zones/capture-state"): editor.capture,
+        }
+        route = routes.get((self.command, path))
+        if route is None:
+            raise EditorError(HTTPStatus.NOT_FOUND, [f"no such route: {self.command} {path}"])
+        self._send_json(route(self._read_json()))
+
+    def _read_json(self) -> Any:
+        """The request's JSON body, at most MAX_BODY_BYTES of it."""
+        if self.headers.get("Transfer-Encoding"):
+            raise EditorError(HTTPStatus.LENGTH_REQUIRED, ["send the body with a Content-Length, not chunked"])
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise EditorError(HTTPStatus.LENGTH_REQUIRED, ["a Content-Length is required"]) from None
+        if not 0 <= length <= MAX_BODY_BYTES:
+            raise EditorError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, [f"the body is {length} bytes, at most {MAX_BODY_BYTES}"]
+            )
+        body = self.rfile.read(length)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise EditorError(HTTPStatus.BAD_REQUEST, [f"the body is not valid JSON: {exc}"]) from None
 
     def _send(
         self,
@@ -383,7 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- POST: arm and disarm (issue 14) ------------------------------------------
 
-    def do_POST(self) -> None:
+    def _arming_post(self) -> None:
         try:
             self._post()
         except (BrokenPipeError, ConnectionResetError):
@@ -416,9 +550,11 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not length.strip().isdigit():
             self._send_error(HTTPStatus.LENGTH_REQUIRED, "expected a Content-Length")
             return
-        if len(length.strip()) > 9 or int(length) > MAX_BODY_BYTES:
+        if len(length.strip()) > 9 or int(length) > MAX_COMMAND_BYTES:
             self.close_connection = True  # the body is left unread
-            self._send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
+            self._send_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body may hold at most {MAX_COMMAND_BYTES} bytes"
+            )
             return
         raw = self.rfile.read(int(length))
         try:

@@ -224,7 +224,36 @@ function armCell(name, zone, arming) {
 document.getElementById("arm-all").addEventListener("click", () => command("arm", null));
 document.getElementById("disarm-all").addEventListener("click", () => command("disarm", null));
 
-document.getElementById("frame").src = url("/frame.jpg");
+// The live view: the MJPEG stream while the page is in sight (the monitor encodes frames only
+// while someone watches); a still every two seconds when the stream is refused (too many viewers),
+// trying the stream again now and then.
+let streaming = false, streamRetryAt = 0;
+
+function watchLive() {
+  const frame = document.getElementById("frame");
+  if (document.hidden) {
+    streaming = false;
+    frame.src = url("/frame.jpg?t=" + Date.now());  // ends the stream's connection
+  } else if (Date.now() >= streamRetryAt) {
+    streaming = true;
+    frame.src = url("/stream.mjpg");
+  }
+}
+
+document.getElementById("frame").addEventListener("error", () => {
+  if (!streaming) return;
+  streaming = false;
+  streamRetryAt = Date.now() + 30000;
+  refreshFrame();
+});
+document.addEventListener("visibilitychange", watchLive);
+document.getElementById("zones-link").href = url("/zones");
+watchLive();
 document.getElementById("reference").src = url("/reference.jpg");
 refreshData();
-setInterval(() => { refreshFrame(); refreshData(); }, 2000);
+setInterval(() => {
+  if (!streaming && !document.hidden) {
+    if (Date.now() >= streamRetryAt) watchLive(); else refreshFrame();
+  }
+  refreshData();
+}, 2000);
