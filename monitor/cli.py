@@ -29,11 +29,13 @@ Handler = Callable[[argparse.Namespace], int]
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config file: print ``ok`` or one line per problem."""
     from monitor.config import load_config
+    from monitor.events import check_log_path
     from monitor.mask import zone_masks
 
     try:
         config = load_config(args.config)
         zone_masks(config)
+        check_log_path(config.events.log)
         notify_lines = _notify_lines(config)
     except ConfigError as exc:
         name = str(args.config)
@@ -125,10 +127,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _install_signals(monitor: Any) -> None:
-    """SIGTERM/SIGINT end the loop after the current frame; SIGHUP reloads the config."""
+    """SIGTERM/SIGINT end the loop after the current frame; SIGHUP reloads the config.
+
+    SIGUSR1 and SIGUSR2 are ignored: their default is to end the process on the
+    spot, which would leave an event open and a relay on.
+    """
     signal.signal(signal.SIGTERM, lambda *_: monitor.stop())
     signal.signal(signal.SIGINT, lambda *_: monitor.stop())
     signal.signal(signal.SIGHUP, lambda *_: monitor.reload())
+    for ignored in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(ignored, signal.SIG_IGN)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

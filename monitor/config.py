@@ -68,12 +68,6 @@ def _between(low: float, high: float) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _positive(value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError("must be a number above 0")
-    return value
-
-
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
     base = (info.context or {}).get("base_dir")
     if value is None or base is None or value.is_absolute():
@@ -82,10 +76,16 @@ def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
 
 
 Fraction = Annotated[float, _between(0.0, 1.0)]
-Positive = Annotated[float, AfterValidator(_positive)]
 Count = Annotated[int, Field(ge=0)]
+# Every number from outside has a sane range: 1e-300 frames a second or 1e308 MB passes "above
+# 0" and stalls or overflows later, far from the key that caused it.
+Seconds = Annotated[float, _between(0.001, 7 * 86400.0)]  # up to a week
+Megabytes = Annotated[float, _between(0.000001, 1_000_000.0)]  # a byte to a terabyte
+Frames = Annotated[int, Field(ge=1, le=100_000)]
+Files = Annotated[int, Field(ge=1, le=1_000_000)]
 Point = tuple[float, float]
-Polygon = list[Point]
+Polygon = Annotated[list[Point], Field(max_length=4096)]
+Polygons = Annotated[list[Polygon], Field(max_length=256)]
 
 
 class _Model(BaseModel):
@@ -101,11 +101,12 @@ class SourceConfig(_Model):
     device: int | str = 0
     width: Annotated[int, Field(ge=16, le=8192)] = 640
     height: Annotated[int, Field(ge=16, le=8192)] = 480
-    fps: Positive = 5.0
+    # At least one frame every 10 s: the service's watchdog (WatchdogSec=30) needs a sign of life.
+    fps: Annotated[float, _between(0.1, 120.0)] = 5.0
     loop: bool = False
     controls: dict[str, Any] = Field(default_factory=dict)
-    capture_timeout: Positive = 2.0
-    give_up_seconds: Positive = 20.0
+    capture_timeout: Annotated[float, _between(0.01, 60.0)] = 2.0
+    give_up_seconds: Seconds = 20.0
     lock_exposure: bool = False
 
     @field_validator("device", mode="before")
@@ -131,7 +132,7 @@ class AdaptConfig(_Model):
 
     enabled: bool = False
     rate: Annotated[float, _between(0.0, 0.5)] = 0.01
-    save_seconds: Positive = 300.0
+    save_seconds: Seconds = 300.0
 
 
 class ReferenceConfig(_Model):
@@ -145,8 +146,8 @@ class MaskConfig(_Model):
     """The watched region: polygons in, polygons out, and an optional mask image."""
 
     units: Literal["pixels", "fraction"] = "pixels"
-    include: list[Polygon] = Field(default_factory=list)
-    exclude: list[Polygon] = Field(default_factory=list)
+    include: Polygons = Field(default_factory=list)
+    exclude: Polygons = Field(default_factory=list)
     image: Annotated[Path | None, AfterValidator(_resolve)] = None
 
 
@@ -182,11 +183,11 @@ class DetectionConfig(_Model):
     method: Literal["ssim", "ssim-structure"] = "ssim"
     threshold: Fraction = 0.90
     clear_threshold: Fraction = 0.93
-    trigger_frames: Annotated[int, Field(ge=1)] = 3
-    clear_frames: Annotated[int, Field(ge=1)] = 5
-    settle_frames: Count = 10
+    trigger_frames: Frames = 3
+    clear_frames: Frames = 5
+    settle_frames: Annotated[int, Field(ge=0, le=100_000)] = 10
     local_level: Fraction = 0.5
-    min_box_area: Count = 25
+    min_box_area: Annotated[int, Field(ge=0, le=100_000_000)] = 25
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
     lightswitch_fraction: Fraction | None = None
     min_area: Area | None = None  # change zones: this many changed pixels also make a frame count as below
@@ -206,7 +207,7 @@ class GpioConfig(_Model):
     pin: Annotated[int | str | None, Field()] = 17
     active_high: bool = True
     mode: Literal["hold", "pulse"] = "hold"
-    pulse_seconds: Positive = 1.0
+    pulse_seconds: Annotated[float, _between(0.01, 3600.0)] = 1.0
     on_fault: Literal["off", "on", "keep"] = "off"
     on_states: list[str] | None = None  # state zones: the pin is on while the zone is in one of these
 
@@ -237,11 +238,11 @@ class ClipsConfig(_Model):
     folder: Annotated[Path, AfterValidator(_resolve)] = Path("clips")
     pre_seconds: Annotated[float, Field(ge=0, le=60)] = 3.0
     post_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
-    max_seconds: Positive = 120.0
-    fps: Positive | None = None  # None: source.fps
+    max_seconds: Annotated[float, _between(0.1, 3600.0)] = 120.0
+    fps: Annotated[float, _between(0.1, 120.0)] | None = None  # None: source.fps
     size: tuple[ClipSide, ClipSide] | None = None  # None: the compared frame's size
-    keep_clips: Annotated[int, Field(ge=1)] = 50
-    max_clip_mb: Positive = 500.0
+    keep_clips: Files = 50
+    max_clip_mb: Megabytes = 500.0
 
     @model_validator(mode="after")
     def _longer_than_pre_roll(self) -> ClipsConfig:
@@ -255,10 +256,10 @@ class EventsConfig(_Model):
 
     log: Annotated[Path, AfterValidator(_resolve)] = Path("events.jsonl")
     snapshots: Annotated[Path | None, AfterValidator(_resolve)] = Path("snapshots")
-    keep_snapshots: Annotated[int, Field(ge=1)] = 200
-    max_snapshot_mb: Positive = 200.0
-    max_log_mb: Positive = 10.0
-    keep_logs: Annotated[int, Field(ge=1)] = 5
+    keep_snapshots: Files = 200
+    max_snapshot_mb: Megabytes = 200.0
+    max_log_mb: Megabytes = 10.0
+    keep_logs: Annotated[int, Field(ge=1, le=1000)] = 5
     clips: ClipsConfig | None = None
 
 
@@ -282,9 +283,9 @@ class MqttConfig(_Model):
     discovery_prefix: str | None = "homeassistant"
     device_class: str = "problem"
     qos: Annotated[int, Field(ge=0, le=2)] = 1
-    score_interval: Positive = 10.0
-    queue_size: Annotated[int, Field(ge=1)] = 100
-    keepalive: Annotated[int, Field(ge=5)] = 60
+    score_interval: Annotated[float, _between(0.1, 86400.0)] = 10.0
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] = 100
+    keepalive: Annotated[int, Field(ge=5, le=65535)] = 60
 
 
 Command = Annotated[list[str], Field(min_length=1)]
@@ -298,7 +299,7 @@ class HooksConfig(_Model):
     on_state_change: Command | None = None
     on_camera_lost: Command | None = None
     on_camera_found: Command | None = None
-    timeout: Positive = 30.0
+    timeout: Annotated[float, _between(0.1, 3600.0)] = 30.0
 
 
 class HttpConfig(_Model):
@@ -308,7 +309,8 @@ class HttpConfig(_Model):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     token: str | None = Field(default=None, min_length=16)
     token_file: Annotated[Path | None, AfterValidator(_resolve)] = None
-    history_seconds: Positive = 300.0
+    # The page keeps a point per frame for this long: an hour at 120 frames/s is 432,000 points.
+    history_seconds: Annotated[float, _between(1.0, 3600.0)] = 300.0
     # Names the page may be asked for besides loopback, this machine's name and the address a
     # request came in on (a guard against DNS rebinding): e.g. [garage-pi.example.org].
     allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list)
@@ -537,7 +539,7 @@ class ZoneConfig(_Model):
     mask: MaskConfig = Field(default_factory=MaskConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
-    states: dict[str, Annotated[Path, AfterValidator(_resolve)]] | None = None
+    states: Annotated[dict[str, Annotated[Path, AfterValidator(_resolve)]], Field(max_length=32)] | None = None
     activity: ActivityConfig | None = None
 
     @property
@@ -614,7 +616,7 @@ class Config(_Model):
     source: SourceConfig = Field(default_factory=SourceConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
-    zones: dict[str, ZoneConfig]
+    zones: Annotated[dict[str, ZoneConfig], Field(max_length=64)]
     events: EventsConfig = Field(default_factory=EventsConfig)
     mqtt: MqttConfig | None = None
     hooks: HooksConfig = Field(default_factory=HooksConfig)
@@ -811,16 +813,38 @@ def _polygon_problems(mask: MaskConfig, width: int, height: int, *, key: str = "
     return problems
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few kilobytes; a megabyte is already a mistake
+MAX_YAML_ALIASES = 20  # aliases (*name) in one file: 20 expand a value at most ~1,600-fold
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError with one line per problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_small_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (copy config.yaml from the project and edit it)"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     return parse_config(text, name=str(path), base_dir=path.resolve().parent)
+
+
+def _read_small_file(path: Path) -> bytes:
+    """At most MAX_CONFIG_BYTES of a regular file; a FIFO or a device is refused, never waited on."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError([f"{path}: not a regular file"])
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KB: not a config file"])
+    return raw
 
 
 def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None = None) -> Config:
@@ -851,7 +875,19 @@ def parse_config(text: str, *, name: str = "config.yaml", base_dir: Path | None 
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key written twice in one mapping is an error, not the last one wins."""
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error, not the last one wins,
+    and that more than MAX_YAML_ALIASES aliases are refused at once: nested aliases ("billion
+    laughs") expand into billions of values once validated, which stalled a check or a reload for
+    half a minute at two gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name)", self.peek_event().start_mark
+                )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -922,14 +958,24 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
+    """A value as a problem line shows it: a bounded excerpt, however big or deep the value is."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = repr(value)
+    text = _EXCERPT.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bounded_repr() -> Any:
+    import reprlib
+
+    excerpt = reprlib.Repr()
+    excerpt.maxlevel, excerpt.maxlist, excerpt.maxdict, excerpt.maxstring, excerpt.maxother = 3, 4, 4, 50, 50
+    return excerpt
+
+
+_EXCERPT = _bounded_repr()
 
 
 def _suggestion(loc: tuple[int | str, ...]) -> str:

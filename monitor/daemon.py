@@ -84,7 +84,7 @@ class Monitor(Closing):
         self.watches = Watches.load(config, config_path=config_path or "CONFIG")
         if self.watches.adapter is not None and not realtime:
             _log.info("reference.adapt: adapting in memory only; a replay leaves %s as it is", config.reference.path)
-        self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
+        self.source: FrameSource = self._make_source(config)
         self.actions = Actions(config, self.watches, listeners=listeners, pin_factory=pin_factory)
         self.recovery = Recovery(
             give_up_seconds=config.source.give_up_seconds, sleep=sleep or self._stop.wait, stopping=self._stop.is_set
@@ -92,6 +92,11 @@ class Monitor(Closing):
         self.frames = 0
         self._closed = False
         self.arming = arming  # the caller's: it outlives the monitor (MQTT, the page and the button use it)
+
+    def _make_source(self, config: Config) -> FrameSource:
+        source = make_source(config.source, realtime=self.realtime, device=self.device)
+        source.sleep = self._stop.wait  # a paced recording's wait ends at once on a stop request
+        return source
 
     @property
     def listeners(self) -> list[Listener]:
@@ -222,7 +227,7 @@ class Monitor(Closing):
             new = load_config(self.config_path)
             watches = Watches.load(new, config_path=self.config_path)
             if new.source != self.config.source:
-                source = make_source(new.source, realtime=self.realtime, device=self.device)
+                source = self._make_source(new)
                 swap_source(self.source, source)
                 old_source, self.source = self.source, source
             self.actions.take_over(new, watches)

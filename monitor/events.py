@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import logging
 import os
 import re
+import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +26,12 @@ from typing import IO, Any
 import numpy as np
 
 from monitor.closing import Closing
+from monitor.exc import ConfigError
 from monitor.images import make_folder, write_image_atomic
 from monitor.status import EventRecord, FrameStatus, iso_time
 from monitor.throttle import Throttle
 
-__all__ = ["EventLog", "ScoreTable", "SnapshotStore", "read_events"]
+__all__ = ["EventLog", "ScoreTable", "SnapshotStore", "check_log_path", "read_events"]
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +96,7 @@ class EventLog(Closing):
         self._lock = threading.Lock()
         self._report = Throttle(_log, every=WARN_EVERY, clock=clock)
         self.dropped = 0  # records lost to disk errors
+        check_log_path(self.path)  # a FIFO, a device or a link there is a config error, said at start
         try:
             self._open()
         except OSError as exc:
@@ -135,9 +140,20 @@ class EventLog(Closing):
 
     def _open(self) -> None:
         make_folder(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
         try:
-            size = os.fstat(fd).st_size
+            check_log_path(self.path)
+        except ConfigError as exc:  # swapped for a FIFO or a link while running: a disk problem then
+            raise OSError(exc.problems[0]) from None
+        # O_NOFOLLOW: a link planted where the log goes is not followed; O_NONBLOCK: a FIFO there
+        # would otherwise hang the open until someone read it (it is refused just below).
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(self.path, flags, LOG_MODE)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{self.path} is not a regular file")
+            os.set_blocking(fd, True)
+            size = info.st_size
             if size and not _ends_with_newline(fd, size):
                 # A line torn by a crash: end it, so the next record starts on a line of its own.
                 os.write(fd, b"\n")
@@ -163,6 +179,25 @@ class EventLog(Closing):
         if fd is not None:
             with contextlib.suppress(OSError):  # the data was fsync'd already; nothing left to lose
                 os.close(fd)
+
+
+def check_log_path(path: Path) -> None:
+    """Refuse, with one line naming the key, an event log that is not (or cannot become) a regular file.
+
+    A FIFO would hang the daemon, a device or anything under /proc or /sys is
+    not a log, and a symbolic link is refused rather than followed.
+    """
+    resolved = Path(os.path.abspath(path))
+    if resolved.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise ConfigError([f"events.log: {path}: under /{resolved.parts[1]}, expected a regular file"])
+    try:
+        info = os.lstat(path)
+    except OSError:  # not there yet (or its folder is not): opening it says what is wrong
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError([f"events.log: {path}: a symbolic link, expected a regular file (links are not followed)"])
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError([f"events.log: {path}: not a regular file (a FIFO, a device or a folder)"])
 
 
 def _ends_with_newline(fd: int, size: int) -> bool:
@@ -229,6 +264,7 @@ class SnapshotStore(Closing):
         self.keep = keep
         self.max_bytes = max_bytes
         self._report = Throttle(_log, every=WARN_EVERY, clock=clock)
+        self._space_report = Throttle(_log, every=WARN_EVERY, clock=clock)
 
     @property
     def enabled(self) -> bool:
@@ -242,10 +278,22 @@ class SnapshotStore(Closing):
         path = self.folder / snapshot_name(when=when, frame=frame, kind=kind)
         try:
             make_folder(self.folder)
-            write_image_atomic(path, image)
+            try:
+                write_image_atomic(path, image)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                # The disk is full: make room from the oldest snapshots and try once more, instead
+                # of never saving a snapshot again (old ones were pruned only after a save).
+                freed = self._make_room(image.nbytes // 4 + 65536)
+                self._report(
+                    logging.WARNING, "snapshot folder %s: disk full; deleted %d old snapshots", self.folder, freed
+                )
+                write_image_atomic(path, image)
         except Exception as exc:  # a lost snapshot must never stop the frame loop (cv2.error included)
             self._report(logging.WARNING, "snapshot %s: not saved (%s)", path, exc)
             return None
+        self._check_free_space()
         try:
             self._prune(keep_newest=path)
         except OSError as exc:
@@ -257,6 +305,33 @@ class SnapshotStore(Closing):
         if self.folder is None or not self.folder.is_dir():
             return []
         return sorted(p for p in self.folder.iterdir() if _SNAPSHOT_NAME.match(p.name))
+
+    def _make_room(self, wanted: int) -> int:
+        """Delete the oldest snapshots until ``wanted`` bytes are free (or none is left); how many went."""
+        assert self.folder is not None
+        deleted = 0
+        for old in self.snapshots():
+            if shutil.disk_usage(self.folder).free >= wanted:
+                break
+            old.unlink(missing_ok=True)
+            deleted += 1
+        return deleted
+
+    def _check_free_space(self) -> None:
+        """Warn (rate-limited) when the snapshot disk has less free space than max_snapshot_mb."""
+        assert self.folder is not None
+        try:
+            free = shutil.disk_usage(self.folder).free
+        except OSError:
+            return
+        if free < self.max_bytes:
+            self._space_report(
+                logging.WARNING,
+                "snapshot folder %s: %.0f MB free on its disk, under events.max_snapshot_mb (%.0f MB)",
+                self.folder,
+                free / 1e6,
+                self.max_bytes / 1e6,
+            )
 
     def _prune(self, *, keep_newest: Path) -> None:
         sized = []

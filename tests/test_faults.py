@@ -373,7 +373,7 @@ def test_bad_reference_refuses_to_start_naming_the_file_and_the_fix(
                 "evnets": {"log": "x.jsonl"},
             },
             [
-                "source.fps: must be a number above 0, got 0",
+                "source.fps: must be between 0.1 and 120, got 0",
                 "detection.threshold: must be between 0 and 1, got 1.4",
                 "gpio.pin: must be a BCM pin number between 0 and 53, got 99",
                 "evnets: unknown key (did you mean 'events'?)",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from monitor.config import HttpConfig
@@ -209,3 +210,191 @@ def _event_count(folder: Path) -> int:
     if not log.exists():
         return 0
     return sum(1 for line in log.read_text().splitlines() if '"event_start"' in line or '"event_end"' in line)
+
+
+# --- config: bounds, bombs, special files ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("source: {fps: 1e-300}", "source.fps: must be between 0.1 and 120"),
+        ("events: {max_log_mb: 1e308}", "events.max_log_mb: must be between 1e-06 and 1e+06"),
+        ("events: {keep_snapshots: 100000000}", "events.keep_snapshots: must be less than or equal to 1000000"),
+        ("detection: {trigger_frames: 1000000000}", "detection.trigger_frames: must be less than or equal to 100000"),
+        ("http: {history_seconds: 1e9}", "http.history_seconds: must be between 1 and 3600"),
+        ("source: {give_up_seconds: .inf}", "source.give_up_seconds: must be between 0.001 and 604800"),
+    ],
+)
+def test_numbers_out_of_any_sane_range_are_refused_at_load(text: str, expected: str) -> None:
+    from monitor.config import parse_config
+    from monitor.exc import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert [p for p in info.value.problems if expected in p], info.value.problems
+
+
+def billion_laughs(levels: int = 9) -> str:
+    text = 'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for level in range(1, levels):
+        text += f"l{level}: &l{level} [" + ",".join([f"*l{level - 1}"] * 9) + "]\n"
+    return text + f"mask: {{include: *l{levels - 1}}}\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_with_one_short_line(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(billion_laughs())
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "config.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout.strip() == "config.yaml: line 4: not valid YAML: more than 20 aliases (*name)"
+    assert time.monotonic() - started < 30  # bounded: the point is that it does not expand the bomb
+
+
+def test_a_huge_config_and_a_fifo_are_refused_without_reading_them_whole_or_hanging(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# padding\n" * 200_000)
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    for path, message in ((huge, "larger than 1024 KB: not a config file"), (fifo, "not a regular file")):
+        result = subprocess.run(
+            [sys.executable, "-m", "monitor", "check", str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and result.stdout.strip() == f"{path}: {message}", result
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "proc"])
+def test_an_event_log_that_is_not_a_plain_file_is_a_config_error(tmp_path: Path, kind: str) -> None:
+    log = tmp_path / "events.jsonl"
+    if kind == "fifo":
+        os.mkfifo(log)
+    elif kind == "symlink":
+        (tmp_path / "elsewhere.jsonl").write_text("")
+        log.symlink_to(tmp_path / "elsewhere.jsonl")
+    else:
+        log = Path("/proc/self/fd/1")
+    (tmp_path / "config.yaml").write_text(f"events: {{log: {log}}}\ngpio: {{pin: null}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "config.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert result.stdout.startswith(f"config.yaml: events.log: {log}: "), result.stdout
+
+
+# --- files: a full disk, the umask ----------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_makes_room_from_the_oldest_snapshots_instead_of_saving_none_again(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from monitor.events import SnapshotStore, snapshot_name
+
+    folder = small_disk / "snapshots"
+    folder.mkdir()
+    for index in range(5):  # old snapshots fill the disk, within the store's own limits
+        (folder / snapshot_name(when=1000.0 + index, frame=index, kind="event")).write_bytes(os.urandom(100_000))
+    (small_disk / "filler").write_bytes(os.urandom(70_000))  # whatever else is on the card
+    store = SnapshotStore(folder, keep=200, max_bytes=200 * 10**6)
+    picture = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)  # ~200 KB as JPEG
+    with caplog.at_level(logging.WARNING, logger="monitor.events"):
+        saved = store.save(picture, when=2000.0, frame=99)
+    assert saved is not None and saved.exists() and cv2.imread(str(saved)) is not None
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[-1] == saved.name and len(names) < 6  # the oldest went, the new one is there
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("disk full; deleted" in m for m in messages)
+    assert any("MB free on its disk, under events.max_snapshot_mb" in m for m in messages)
+
+
+def test_written_pictures_follow_the_umask(tmp_path: Path) -> None:
+    script = (
+        "import os, sys, numpy\nos.umask(0o027)\nfrom monitor.images import write_image_atomic\n"
+        "write_image_atomic(sys.argv[1], numpy.zeros((8, 8), numpy.uint8))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "snap.jpg")], check=True, timeout=60)
+    assert (tmp_path / "snap.jpg").stat().st_mode & 0o777 == 0o640
+
+
+# --- signals and a flood of Home Assistant "online" -----------------------------------------------
+
+
+def test_sigusr1_and_sigusr2_neither_kill_the_daemon_nor_leave_the_event_open(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path, frames=60, changed=[range(0, 60)])  # the cup sits there: an event at once
+    (tmp_path / "config.yaml").write_text(clip_config(clip, loop=True, fps=25))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", str(tmp_path / "config.yaml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
+    )
+    try:
+        wait_until(lambda: _event_count(tmp_path) >= 1, what="the event to start")
+        for signal_number in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGUSR1):
+            process.send_signal(signal_number)
+            time.sleep(0.3)
+        assert process.poll() is None, "a user signal ended the daemon"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    from monitor.events import read_events
+
+    events = read_events(tmp_path / "events.jsonl")
+    assert [e["type"] for e in events] == ["event_start", "event_end"] and events[-1]["reason"] == "stopped"
+
+
+def test_home_assistant_online_floods_get_discovery_at_most_every_ten_seconds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from monitor.config import MqttConfig
+    from monitor.integrations.mqtt import MqttPublisher
+    from tests.test_mqtt import Broker, Subscriber
+
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    try:
+        topic = "homeassistant/binary_sensor/flood-host/change/config"
+        live = Subscriber(broker.port, [topic])
+        config = MqttConfig(host="127.0.0.1", port=broker.port)
+        with (
+            caplog.at_level(logging.INFO, logger="monitor.integrations.mqtt"),
+            MqttPublisher(config, hostname="flood-host", client_id="flood") as publisher,
+        ):
+            publisher.start()
+            wait_until(lambda: publisher.connected, what="the connection")
+            live.wait_for(topic, 1)
+            for _ in range(50):  # anyone on the broker may say "online", as often as they like
+                live.client.publish("homeassistant/status", "online", qos=1)
+            wait_until(lambda: len(live.payloads(topic)) >= 2, what="one republish")
+            time.sleep(1.0)  # the other 49 had time to arrive: none of them republished
+            assert len(live.payloads(topic)) == 2
+        live.close()
+    finally:
+        broker.stop()
+    back_online = [r for r in caplog.records if "back online" in r.getMessage()]
+    assert len(back_online) == 1

@@ -219,3 +219,23 @@ def test_a_camera_that_never_comes_back_ends_the_daemon_non_zero(
     assert code == 1
     assert stderr.strip().splitlines()[-1].startswith("monitor: error: camera lost for ")
     assert "source.give_up_seconds is 4" in stderr
+
+
+def test_a_camera_that_comes_up_after_the_daemon_is_waited_for(
+    camera_env: tuple[Path, Camera, dict[str, str]],
+) -> None:
+    config, camera, env = camera_env
+    camera.unplug()  # a USB or IP camera still booting after a power cut
+    with NotifySocket(config.parent) as sd:
+        process = start(config, env, sd)
+        early = messages_for(sd, 1.5)
+        assert process.poll() is None, "the daemon gave up on a camera that may still come"
+        assert "READY=1" not in early  # not ready without a frame
+        camera.unplug(False)
+        later = messages_for(sd, 5.0)
+        code, stderr = finish(process)
+    assert "READY=1" in later
+    assert code == 0, stderr
+    events = [e["type"] for e in read_events(config.parent / "events.jsonl")]
+    assert events[:2] == ["camera_lost", "camera_found"] and events.count("camera_lost") == 1
+    assert stderr.count("camera lost:") == 1  # said once, then "still lost" at info level

@@ -68,6 +68,7 @@ _log = logging.getLogger(__name__)
 ON, OFF = "ON", "OFF"
 ONLINE, OFFLINE = "online", "offline"
 _CLOSE_WAIT_SECONDS = 2.0
+DISCOVERY_EVERY = 10.0  # seconds: the most often discovery is sent again when Home Assistant says online
 
 
 def node_id(hostname: str) -> str:
@@ -216,6 +217,8 @@ class MqttPublisher(Closing):
         self._states: dict[str, str] = {}  # zone -> the payload last published on its state topic
         self._last_score_time: float | None = None
         self._failures = 0
+        self._last_discovery: float | None = None
+        self._discovery_skipped = 0
         # Arming switches (issue 14): none without an arming section.
         self.arming = arming
         self.switches = [] if arming is None else switch_topics(self.prefix, None if zones is None else list(zones))
@@ -376,7 +379,16 @@ class MqttPublisher(Closing):
             self._on_switch(message)
             return
         if message.topic == self.ha_status_topic and message.payload.strip() == ONLINE.encode():
-            _log.info("mqtt: Home Assistant is back online; publishing discovery again")
+            # Anyone on the broker can send "online" over and over: at most one republish (and one
+            # log line) per DISCOVERY_EVERY seconds.
+            now = time.monotonic()
+            if self._last_discovery is not None and now - self._last_discovery < DISCOVERY_EVERY:
+                self._discovery_skipped += 1
+                return
+            self._last_discovery = now
+            skipped, self._discovery_skipped = self._discovery_skipped, 0
+            more = f" ({skipped} more 'online' messages ignored meanwhile)" if skipped else ""
+            _log.info("mqtt: Home Assistant is back online; publishing discovery again%s", more)
             with self._lock:
                 if not self._closed:
                     self._publish_discovery()

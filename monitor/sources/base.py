@@ -73,12 +73,16 @@ class Pacer:
             self._due = now
         self._due += self.period
 
-    def wait(self) -> None:
-        """Sleep until the next frame is due, then mark it delivered."""
+    def wait(self, sleep: Callable[[float], object] = time.sleep) -> None:
+        """Sleep until the next frame is due, then mark it delivered.
+
+        ``sleep(seconds)`` may return early (the loop was asked to stop): the
+        frame is then delivered early, and the loop sees the stop request.
+        """
         if self._due is not None:
             delay = self._due - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                sleep(delay)
         self.mark(time.monotonic())
 
 
@@ -177,6 +181,9 @@ class FrameSource(Closing, abc.ABC):
 
     kind: ClassVar[str]
     READ_AHEAD: ClassVar[int] = 2
+    # How a recording paced at source.fps waits for its next frame. The daemon sets its stop
+    # event's wait here, so that a stop request (SIGTERM) never waits out a slow frame rate.
+    sleep: Callable[[float], object] = staticmethod(time.sleep)
 
     def __init__(self, config: SourceConfig, *, realtime: bool = True, device: int | str | None = None) -> None:
         self.config = config

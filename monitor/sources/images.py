@@ -86,7 +86,7 @@ class ImageFolderSource(FrameSource):
         if image is None:
             return None
         if self.realtime:
-            self._pacer.wait()
+            self._pacer.wait(self.sleep)
             stamp = time.time()
         else:
             stamp = self._opened_at + self._since_open / self.config.fps

@@ -204,7 +204,7 @@ class VideoFileSource(_CaptureSource):
                 raise SourceError(f"{self.name}: no frame after starting again from the beginning")
         image = self._to_gray(bgr)
         if self.realtime:
-            self._pacer.wait()
+            self._pacer.wait(self.sleep)
             stamp = time.time()
         else:
             stamp = self._opened_at + self._loop_offset + self._file_position()
