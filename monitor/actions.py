@@ -28,6 +28,7 @@ from monitor.throttle import Throttle
 if TYPE_CHECKING:
     from gpiozero import Factory
 
+    from monitor.tamper import TamperEnd, TamperStart
     from monitor.watch import Watches
 
 __all__ = ["Actions", "close_all"]
@@ -71,14 +72,25 @@ class Actions(Closing):
         self._pin_on = dict.fromkeys(config.zones, False)
         self.events = 0
         self.last_status: FrameStatus | None = None
+        self.tampered: str | None = None  # the reason of the tamper that is on
         self._closed = False
 
     # -- per frame ------------------------------------------------------------
 
     def act(
-        self, image: np.ndarray, verdicts: Sequence[Verdict], *, frame: int, now: float, seconds: float
+        self,
+        image: np.ndarray,
+        verdicts: Sequence[Verdict],
+        *,
+        frame: int,
+        now: float,
+        seconds: float,
+        tamper: str | None = None,
     ) -> FrameStatus:
-        """Switch pins, write records and snapshots for this frame's transitions; tell the listeners."""
+        """Switch pins, write records and snapshots for this frame's transitions; tell the listeners.
+
+        ``tamper``: the reason of the tamper that is on, for the listeners.
+        """
         for verdict in verdicts:
             if verdict.started is not None:
                 self._pin(verdict.zone, True)
@@ -118,7 +130,7 @@ class Actions(Closing):
                         },
                     )
                 )
-        status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
+        status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image, tamper=tamper)
         self.last_status = status
         self.tell("on_frame", status)
         return status
@@ -165,10 +177,55 @@ class Actions(Closing):
             output.fault(output.config.on_fault)
 
     def camera_found(self, *, frame: int, now: float) -> None:
-        """Record the camera's return and drive every pin as its zone wants again."""
+        """Record the camera's return and drive every pin as its zone wants again (not during a tamper)."""
+        if self.tampered is None:
+            for zone, output in self.outputs.items():
+                output.recovered(active=self._pin_on.get(zone, False))
+        self.record(EventRecord(type="camera_found", time=now, frame=frame))
+
+    def tamper_start(self, start: TamperStart, *, image: np.ndarray) -> None:
+        """Record a tamper, with a snapshot of ``image``; every pin goes to its ``gpio.on_fault`` state.
+
+        The caller ends the zones' open events first (their end releases a pin).
+        """
+        self.tampered = start.reason
+        self.events += 1
+        snapshot = None
+        if self.snapshots.enabled:
+            picture = self.picture(image, (), None, frame=start.frame, now=start.time)
+            saved = self.snapshots.save(picture, when=start.time, frame=start.frame, kind=f"tamper-{start.reason}")
+            snapshot = None if saved is None else str(saved)
+        self.record(
+            EventRecord(
+                type="tamper_start",
+                time=start.time,
+                frame=start.frame,
+                snapshot=snapshot,
+                extra={"reason": start.reason, "measure": round(start.measure, 5)},
+            )
+        )
+        for output in self.outputs.values():
+            output.fault(output.config.on_fault)
+
+    def tamper_end(self, end: TamperEnd) -> None:
+        """Record the tamper's end and drive every pin as its zone wants again."""
+        self.tampered = None
         for zone, output in self.outputs.items():
             output.recovered(active=self._pin_on.get(zone, False))
-        self.record(EventRecord(type="camera_found", time=now, frame=frame))
+        self.record(
+            EventRecord(
+                type="tamper_end",
+                time=end.time,
+                frame=end.frame,
+                extra={
+                    "reason": end.reason,
+                    "measure": None if end.measure is None else round(end.measure, 5),
+                    "start_time": iso_time(end.start_time),
+                    "start_frame": end.start_frame,
+                    "duration": round(end.time - end.start_time, 3),
+                },
+            )
+        )
 
     # -- records, pictures, listeners ------------------------------------------
 
@@ -240,6 +297,8 @@ class Actions(Closing):
             self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
             for zone, output in self.outputs.items():
                 output.recovered(active=self._pin_on[zone])
+                if self.tampered is not None:
+                    output.fault(output.config.on_fault)
         self.config, self.watches = config, watches
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "MqttTlsConfig",
     "ReferenceConfig",
     "SourceConfig",
+    "TamperConfig",
     "ZoneConfig",
     "load_config",
     "parse_config",
@@ -238,6 +239,8 @@ class HooksConfig(_Model):
     on_camera_lost: Command | None = None
     on_camera_found: Command | None = None
     timeout: Positive = 30.0
+    on_tamper: Command | None = None
+    on_tamper_end: Command | None = None
 
 
 class HttpConfig(_Model):
@@ -257,6 +260,21 @@ class HttpConfig(_Model):
                 "set token (16+ characters) or token_file (a file holding it)"
             )
         return self
+
+
+class TamperConfig(_Model):
+    """Telling a covered, moved, blurred or frozen camera from a change (absent = on; null = off).
+
+    Each check can be switched off alone with null.
+    """
+
+    covered_level: Fraction | None = 0.15
+    moved_pixels: Positive | None = 8.0
+    align: bool = True
+    defocus_ratio: Fraction | None = 0.5
+    frozen_seconds: Positive | None = 10.0
+    trigger_frames: Annotated[int, Field(ge=1)] = 5
+    clear_frames: Annotated[int, Field(ge=1)] = 5
 
 
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
@@ -353,6 +371,7 @@ class Config(_Model):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
     legacy_zone: bool = Field(default=False, exclude=True)
+    tamper: TamperConfig | None = Field(default_factory=TamperConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -425,6 +444,20 @@ class Config(_Model):
     def change_zones(self) -> dict[str, ZoneConfig]:
         """The zones that compare with the scene's reference."""
         return {name: zone for name, zone in self.zones.items() if zone.kind == "change"}
+
+    @model_validator(mode="after")
+    def _tamper_fits(self) -> Config:
+        # The shift is measured on a small copy of the frame: past a quarter of it, it means nothing.
+        # Only a value the user wrote is refused: with the default, a small frame keeps working.
+        tamper = self.tamper
+        moved = None if tamper is None or "moved_pixels" not in tamper.model_fields_set else tamper.moved_pixels
+        limit = min(self.source.width, self.source.height) / 4
+        if moved is not None and moved >= limit:
+            raise ValueError(
+                f"tamper.moved_pixels: must be below {limit:g} (a quarter of the "
+                f"{self.source.width}x{self.source.height} frame's smaller side), got {moved:g}"
+            )
+        return self
 
 
 def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:
@@ -622,6 +655,10 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
             annotation = getattr(annotation, "__args__", (None, None))[1]
             if parts:
                 parts.pop(0)
+        # An optional section (mqtt:, tamper:): the model inside `X | None`.
+        members = getattr(annotation, "__args__", ())
+        if type(None) in members:
+            annotation = next(arg for arg in members if arg is not type(None))
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation

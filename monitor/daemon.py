@@ -155,13 +155,37 @@ class Monitor(Closing):
     def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
         watches = self.watches
-        watches.see_lighting(frame.image, frame=frame.index)
-        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time)
-        watches.learn(frame.image, verdicts)
+        # A covered, moved, blurred or frozen camera first: while it looks like one the zones
+        # learn nothing (no event, no light switch, no blending); a small sag is shifted back.
+        look = watches.check_tamper(frame.image, frame=frame.index, now=frame.time, live=not self.source.is_recording)
+        image = look.image
+        if look.started is not None:
+            self._end_events("tamper", frame=look.started.frame, now=look.started.time)
+            self.actions.tamper_start(look.started, image=frame.image)
+        if not look.blind:
+            watches.see_lighting(image, frame=frame.index)
+        verdicts = watches.judge(image, frame=frame.index, now=frame.time, hold=look.blind)
+        if not look.blind:
+            watches.learn(image, verdicts)
+        if look.ended is not None:
+            self.actions.tamper_end(look.ended)
         self._save_reference(now=frame.time)
         self.frames += 1
         seconds = time.perf_counter() - started
-        self.actions.act(frame.image, verdicts, frame=frame.index, now=frame.time, seconds=seconds)
+        self.actions.act(image, verdicts, frame=frame.index, now=frame.time, seconds=seconds, tamper=look.reason)
+
+    def _end_events(self, reason: str, *, frame: int, now: float) -> None:
+        """End every zone's open event on ``frame``, recording ``reason``."""
+        last = self.actions.last_status
+        for zone, end in self.watches.finish(frame=frame, now=now):
+            verdict = last.zone(zone) if last is not None else None
+            self.actions.end_event(
+                zone,
+                end,
+                score=verdict.score if verdict else float("nan"),
+                changed_fraction=verdict.changed_fraction if verdict else None,
+                reason=reason,
+            )
 
     def _skip(self, frame: Frame) -> None:
         height, width = self.watches.shape
@@ -242,6 +266,10 @@ class Monitor(Closing):
             return self._ready_again()
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
+        if watches.tamper is None and self.watches.tamper is not None:
+            ended = self.watches.tamper.finish(frame=self._last_frame, now=time.time())
+            if ended is not None:  # `tamper: null` now: the pins follow their zones again
+                self.actions.tamper_end(ended)
         old, self.config, self.watches = self.config, new, watches
         if old_source is not None:
             self.watches.settle()

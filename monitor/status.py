@@ -20,7 +20,7 @@ from monitor.detector import EventEnd, EventStart, StateChange
 __all__ = ["EventRecord", "FrameStatus", "Listener", "Scene", "Verdict", "iso_time"]
 
 State = Literal["unchanged", "changed", "settling", "camera_lost"]
-EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found"]
+EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "tamper_start", "tamper_end"]
 Box = tuple[int, int, int, int]
 
 
@@ -97,7 +97,8 @@ class FrameStatus:
     ``image`` is the grayscale frame itself (do not modify it; copy it if you
     keep it past the call). ``state`` sums the change zones up: ``changed``
     while any has an event open, ``settling`` while frames are ignored,
-    else ``unchanged``.
+    else ``unchanged``. ``tamper`` is the reason of the tamper that is on
+    (``covered``, ``moved``, ``defocused``, ``frozen``), None when none is.
     """
 
     frame: int
@@ -106,6 +107,7 @@ class FrameStatus:
     processing_seconds: float
     zones: tuple[Verdict, ...]
     image: np.ndarray | None = None
+    tamper: str | None = None
 
     @classmethod
     def of(
@@ -116,6 +118,7 @@ class FrameStatus:
         time: float,
         processing_seconds: float,
         image: np.ndarray | None = None,
+        tamper: str | None = None,
     ) -> FrameStatus:
         """The status of a frame with these verdicts, its ``state`` summed up from them."""
         state: State = "unchanged"
@@ -132,6 +135,7 @@ class FrameStatus:
             processing_seconds=processing_seconds,
             zones=tuple(verdicts),
             image=image,
+            tamper=tamper,
         )
 
     @property
@@ -152,7 +156,8 @@ class EventRecord:
     """One line of the event log; ``to_json()`` is exactly what is written there.
 
     ``zone`` names the zone of zone records and is None for camera records.
-    A ``state`` record carries ``state``, ``previous`` and ``scores`` in ``extra``.
+    A ``state`` record carries ``state``, ``previous`` and ``scores`` in ``extra``;
+    a ``tamper_start``/``tamper_end`` record ``reason`` and ``measure``.
     """
 
     type: EventType
@@ -169,7 +174,7 @@ class EventRecord:
         out: dict[str, Any] = {"type": self.type, "time": iso_time(self.time), "frame": self.frame}
         if self.zone is not None:
             out["zone"] = self.zone
-        if self.type != "state":
+        if self.type not in ("state", "tamper_start", "tamper_end"):
             out["score"] = None if self.score is None else round(self.score, 5)
             out["changed_fraction"] = None if self.changed_fraction is None else round(self.changed_fraction, 5)
             out["boxes"] = [list(box) for box in self.boxes]

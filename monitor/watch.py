@@ -31,6 +31,7 @@ from monitor.images import ImageFileError, read_gray
 from monitor.mask import zone_masks
 from monitor.similarity import Comparator
 from monitor.status import Scene, Verdict
+from monitor.tamper import TamperCheck, TamperLook
 
 __all__ = ["Watches", "load_reference", "load_state_references", "make_comparator"]
 
@@ -109,11 +110,19 @@ class _ChangeWatch:
         self.detector = Detector.from_config(zone.detection)
 
     def judge(
-        self, comparator: Comparator, index: int, score: float, changed: tuple[float, int], *, frame: int, now: float
+        self,
+        comparator: Comparator,
+        index: int,
+        score: float,
+        changed: tuple[float, int],
+        *,
+        frame: int,
+        now: float,
+        hold: bool = False,
     ) -> Verdict:
         detector = self.detector
-        settling = detector.settling
-        outcome = detector.update(score, frame=frame, now=now)
+        settling = detector.settling or hold
+        outcome = None if hold else detector.update(score, frame=frame, now=now)
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -155,11 +164,11 @@ class _StateWatch:
         self.detector = StateDetector.from_config(detection)
         self.on_states = frozenset(zone.gpio.on_states or ())
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, hold: bool = False) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
-        settling = detector.settling
-        change = detector.update(scores, frame=frame, now=now)
+        settling = detector.settling or hold
+        change = None if hold else detector.update(scores, frame=frame, now=now)
         best = max(scores.values())
         return Verdict(
             zone=self.name,
@@ -203,6 +212,7 @@ class Watches:
         self._scene: Scene | None = None
         self.adapter = self._make_adapter(config, reference)
         self.light_switch = self._make_light_switch(config)
+        self.tamper = None if config.tamper is None else TamperCheck(config.tamper, self.picture)
 
     @classmethod
     def load(cls, config: Config, *, config_path: Path | str = "CONFIG") -> Watches:
@@ -263,6 +273,8 @@ class Watches:
                 new.detector = old.detector
             else:
                 dropped.append(old.name)
+        if self.tamper is not None and running.tamper is not None:
+            self.tamper.carry_over(running.tamper)
         return dropped
 
     @staticmethod
@@ -372,8 +384,12 @@ class Watches:
 
     # -- per frame ----------------------------------------------------------------
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float) -> tuple[Verdict, ...]:
-        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order."""
+    def judge(self, image: np.ndarray, *, frame: int, now: float, hold: bool = False) -> tuple[Verdict, ...]:
+        """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
+
+        ``hold``: the camera cannot be trusted (a tamper): score, but start,
+        end and change nothing; the verdicts say ``settling``.
+        """
         results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
         for group in self._groups:
             for index, (name, comparison) in enumerate(
@@ -384,9 +400,9 @@ class Watches:
         verdicts = []
         for watch in self._watches:
             if isinstance(watch, _ChangeWatch):
-                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now))
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, hold=hold))
             else:
-                verdicts.append(watch.judge(image, frame=frame, now=now))
+                verdicts.append(watch.judge(image, frame=frame, now=now, hold=hold))
         return tuple(verdicts)
 
     def settle(self) -> None:
@@ -415,6 +431,8 @@ class Watches:
         for group in self._groups:
             group.comparator.set_reference(reference)
         self.reference = reference
+        if self.tamper is not None:
+            self.tamper.set_reference(reference)
 
     # -- lighting ---------------------------------------------------------------
 
@@ -472,3 +490,15 @@ class Watches:
         """The source re-opened: the light switch has no previous frame to compare with."""
         if self.light_switch is not None:
             self.light_switch.reset()
+
+    # -- tamper -----------------------------------------------------------------
+
+    def check_tamper(self, image: np.ndarray, *, frame: int, now: float, live: bool) -> TamperLook:
+        """Before judging a frame: is the camera covered, moved, blurred or frozen? (``tamper: null``: never)
+
+        The look's ``image`` is the frame to judge: shifted back when the
+        camera sagged within ``tamper.moved_pixels``.
+        """
+        if self.tamper is None:
+            return TamperLook(image=image)
+        return self.tamper.look(image, frame=frame, now=now, live=live)
