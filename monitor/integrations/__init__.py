@@ -31,7 +31,11 @@ def build_integrations(config: Config, *, scene: Callable[[], Scene]) -> list[An
         if config.mqtt is not None:
             from monitor.integrations.mqtt import MqttPublisher
 
-            built.append(MqttPublisher(config.mqtt, zones=None if config.legacy_zone else config.zones))
+            built.append(
+                MqttPublisher(
+                    config.mqtt, zones=None if config.legacy_zone else config.zones, tamper=config.tamper is not None
+                )
+            )
         if config.http is not None:
             from monitor.web.server import StatusServer
 
