@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_callgrind.py",
     "bench_drift.py",
     "soak.py",
+    "bench_tamper.py",
 ]
 
 if __name__ == "__main__":

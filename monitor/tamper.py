@@ -18,7 +18,7 @@ A frame that reads as any of these is *suspect*; a tamper starts on the
 ``trigger_frames``-th suspect frame in a row and ends on the ``clear_frames``-th
 clean one. A shift within ``moved_pixels`` is no tamper: with ``align`` the
 frame is shifted back by whole pixels (refined on the frame itself, since SSIM
-drops by a tenth for a one-pixel miss) so that a camera sagging in the heat
+drops by about 0.07 for a one-pixel miss) so that a camera sagging in the heat
 gives no false events.
 
 Pure logic: arrays, frame numbers and times in, values out; no camera, pin or
@@ -49,11 +49,11 @@ Reason = Literal["frozen", "covered", "defocused", "moved"]
 REASONS: tuple[Reason, ...] = ("frozen", "covered", "defocused", "moved")
 
 WORK_WIDTH = 200  # the structure, sharpness and frozen checks run on a copy at most this wide
-SHIFT_WIDTH = 100  # the phase correlation on one at most this wide (80x60 for 320x240 and 640x480 frames)
+SHIFT_WIDTH = 100  # the phase correlation on one at most this wide (the middle 64x48 of 80x60 at 320x240, 640x480)
 MIN_PEAK = 0.05  # a phase-correlation peak under this finds no shift (the scene is unlike the reference)
 MIN_STRUCTURE = 2.0  # a reference flatter than this (grey levels of std) has nothing to compare with
 MATCH_LEVEL = 0.3  # a shift past moved_pixels counts when the moved gradients correlate this well
-REFINE_POINTS = 1000  # the whole-pixel refinement compares about this many points of the frame
+REFINE_POINTS = 400  # the whole-pixel refinement compares about this many points of the frame
 REFINE_CLIMB = 4  # ...and follows the best neighbour at most this many times
 
 
@@ -258,7 +258,7 @@ class _Reference:
         """The whole-pixel shift near the estimate that matches the reference best; (0, 0) if none beats it.
 
         The estimate from the small copy can be a pixel or two off, and SSIM
-        loses a tenth for one pixel: from the better of the estimate and the
+        loses about 0.07 for one pixel: from the better of the estimate and the
         ``previous`` frame's shift (a sag stays), each best neighbour is
         followed on the sample points of the frame itself, and the winner must
         match better than no shift at all.

@@ -448,6 +448,99 @@ def test_status_page_metrics_and_home_assistant_see_the_reason(
     assert reasons == [None, "covered"]
 
 
+class _Reloader:
+    """A listener that, on the first tamper_start, rewrites the config (``tamper: null``) and asks for a reload."""
+
+    def __init__(self, config: Path, reference: np.ndarray) -> None:
+        self.config, self.reference = config, reference
+        self.monitor: Monitor | None = None
+
+    def on_frame(self, status: Any) -> None:
+        pass
+
+    def on_event(self, record: Any) -> None:
+        if record.type == "tamper_start" and self.monitor is not None:
+            write_config(self.config.parent, self.reference, tamper=None, gpio={"pin": 17, "on_fault": "on"})
+            self.monitor.reload()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_reload_that_switches_the_checks_off_ends_the_tamper_and_frees_the_pins(
+    highway: Highway, tmp_path: Path, factory: MockFactory
+) -> None:
+    frames = [covered(image, i) if i in TAMPERED else image for i, image in enumerate(highway.frames[:200])]
+    config = write_config(tmp_path, highway.reference, gpio={"pin": 17, "on_fault": "on"})
+    reloader = _Reloader(config, highway.reference)
+    pin = factory.pin(17)
+    monitor = Monitor(
+        load_config(config),
+        config_path=config,
+        realtime=False,
+        device=str(write_scene(tmp_path / "frames", frames)),
+        pin_factory=factory,
+    )
+    reloader.monitor = monitor
+    monitor.listeners.append(reloader)
+    monitor.run()
+    events = read_events(tmp_path / "events.jsonl")
+    found = tampers(events)
+    start = TAMPERED[0] + TRIGGER - 1
+    assert [(e["type"], e["frame"]) for e in found] == [("tamper_start", start), ("tamper_end", start)]
+    assert found[1]["measure"] is None  # ended by the reload, not by a clean frame
+    # On for the tamper (on_fault: on), off at the reload; then the hand is a change like any other.
+    assert [bool(state.state) for state in pin.states][:3] == [False, True, False]
+    assert [n for n in zone_starts(events) if n in TAMPERED]
+
+
+def test_the_page_in_a_real_browser_names_the_reason(highway: Highway, tmp_path: Path) -> None:
+    import shutil
+
+    from monitor.status import FrameStatus, Scene
+    from tests import statuses
+
+    chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from monitor.config import HttpConfig
+
+    scene = Scene(picture=highway.reference, masks={"main": None}, kinds={"main": "change"})
+    server = StatusServer(HttpConfig(host="127.0.0.1", port=0), scene=scene, snapshot_dir=None)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium'}"]:
+        options.add_argument(argument)
+    with server:
+        for n in range(3):
+            verdict = statuses.change(score=0.2, settling=True)
+            status = statuses.status(n, verdict, image=highway.frames[n])
+            server.on_frame(
+                FrameStatus.of(
+                    status.zones,
+                    frame=n,
+                    time=status.time,
+                    processing_seconds=0.01,
+                    image=status.image,
+                    tamper="covered",
+                )
+            )
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+        try:
+            host, port = server.address
+            driver.get(f"http://{host}:{port}/")
+            state = "return document.getElementById('state').textContent"
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(state) != "waiting")
+            assert driver.execute_script(state) == "tamper: covered"
+            assert "state-tamper" in driver.find_element("id", "state").get_attribute("class")
+        finally:
+            driver.quit()
+
+
 # -- the pure parts -----------------------------------------------------------------------------
 
 
