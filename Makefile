@@ -36,3 +36,14 @@ install:
 
 uninstall:
 	bash systemd/install.sh uninstall
+
+# The service under a real systemd (PID 1 of a Debian bookworm container) and the MQTT
+# discovery in front of a real Home Assistant Core. Root only: they use debootstrap,
+# systemd-nspawn and nsenter, and cache their roots in /var/cache/monitor-ci (see
+# tests/container/roots.sh). The normal `make test` skips them.
+.PHONY: test-systemd test-homeassistant
+test-systemd: $(STAMP)
+	MONITOR_CONTAINER_TESTS=systemd $(BIN)/python -m pytest -v tests/container/test_systemd_service.py
+
+test-homeassistant: $(STAMP)
+	MONITOR_CONTAINER_TESTS=homeassistant $(BIN)/python -m pytest -v tests/container/test_homeassistant.py

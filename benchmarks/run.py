@@ -13,13 +13,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_similarity.py",
+    "bench_zones.py",
     "bench_accuracy.py",
     "bench_pipeline.py",
     "bench_memory.py",
     "bench_startup.py",
     "bench_callgrind.py",
     "bench_drift.py",
+    "bench_stream.py",
     "soak.py",
+    "bench_clips.py",
+    "bench_arming.py",
     "bench_tamper.py",
 ]
 

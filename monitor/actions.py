@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from monitor.arming import ZoneArming, arming_record
+from monitor.clips import ClipRecorder
 from monitor.closing import Closing
 from monitor.config import Config, GpioConfig
 from monitor.detector import EventEnd
 from monitor.drawing import ZoneOutline, annotate, draw_zones, panels, zone_colour
 from monitor.events import EventLog, SnapshotStore
 from monitor.exc import OutputError
+from monitor.images import write_image_atomic
 from monitor.outputs import NullOutput, PinOutput, make_output
 from monitor.status import EventRecord, FrameStatus, Listener, Verdict, iso_time
 from monitor.throttle import Throttle
@@ -28,6 +31,8 @@ from monitor.throttle import Throttle
 if TYPE_CHECKING:
     from gpiozero import Factory
 
+    from monitor.adapt import ReferenceAdapter
+    from monitor.arming_state import ArmingState
     from monitor.tamper import TamperEnd, TamperStart
     from monitor.watch import Watches
 
@@ -70,7 +75,12 @@ class Actions(Closing):
             self.event_log.close()
             raise
         self._pin_on = dict.fromkeys(config.zones, False)
+        # Last: nothing after it can fail, so a failed start never leaves its writer thread running.
+        self.clips = ClipRecorder.of(config, outlines=self.outlines)
         self.events = 0
+        self._disarmed: frozenset[str] = frozenset()
+        self._arm_seen: Mapping[str, ZoneArming] | None = None
+        self._reference_saved_at: float | None = None
         self.last_status: FrameStatus | None = None
         self.tampered: str | None = None  # the reason of the tamper that is on
         self._closed = False
@@ -92,6 +102,9 @@ class Actions(Closing):
         ``tamper``: the reason of the tamper that is on, for the listeners.
         """
         for verdict in verdicts:
+            if not verdict.armed:
+                self._pin(verdict.zone, False)  # disarmed: no pin, no record, no hook (issue 14)
+                continue
             if verdict.started is not None:
                 self._pin(verdict.zone, True)
                 self.events += 1
@@ -106,12 +119,15 @@ class Actions(Closing):
                         changed_fraction=verdict.changed_fraction,
                         boxes=verdict.boxes,
                         snapshot=snapshot,
+                        extra={"changed_pixels": verdict.changed_pixels},
                     )
                 )
+                if self.clips is not None:
+                    self.clips.event_started(
+                        verdict.zone, frame=verdict.started.frame, now=verdict.started.time, boxes=verdict.boxes
+                    )
             elif verdict.ended is not None:
-                self.end_event(
-                    verdict.zone, verdict.ended, score=verdict.score, changed_fraction=verdict.changed_fraction
-                )
+                self.end_event(verdict.zone, verdict.ended, verdict=verdict)
             elif verdict.changed_to is not None:
                 self._pin(verdict.zone, verdict.active)
                 self.events += 1
@@ -130,30 +146,38 @@ class Actions(Closing):
                         },
                     )
                 )
+            elif verdict.kind == "state":
+                self._pin(verdict.zone, verdict.active)  # armed again: the pin shows the state the zone is in
+        if self.clips is not None:  # after the transitions: a clip begun on this frame holds it
+            self.clips.feed(image, verdicts, frame=frame, now=now)
         status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image, tamper=tamper)
         self.last_status = status
         self.tell("on_frame", status)
         return status
 
-    def end_event(
-        self, zone: str, end: EventEnd, *, score: float, changed_fraction: float | None, reason: str = "clear"
-    ) -> None:
-        """Release the zone's pin and record the end of its event."""
+    def end_event(self, zone: str, end: EventEnd, *, verdict: Verdict | None, reason: str = "clear") -> None:
+        """Release the zone's pin and record the end of its event (with its clip's path when clips are on).
+
+        ``verdict``: the zone's last one, if any.
+        """
         self._pin(zone, False)
+        clip = {} if self.clips is None else {"clip": self.clips.event_ended(zone, frame=end.end_frame)}
         self.record(
             EventRecord(
                 type="event_end",
                 time=end.end_time,
                 frame=end.end_frame,
                 zone=zone,
-                score=score,
-                changed_fraction=changed_fraction,
+                score=None if verdict is None else verdict.score,
+                changed_fraction=None if verdict is None else verdict.changed_fraction,
                 extra={
+                    "changed_pixels": None if verdict is None else verdict.changed_pixels,
                     "start_time": iso_time(end.start_time),
                     "start_frame": end.start_frame,
                     "duration": round(end.end_time - end.start_time, 3),
                     "lowest_score": round(end.lowest_score, 5),
                     "reason": reason,
+                    **clip,
                 },
             )
         )
@@ -168,13 +192,48 @@ class Actions(Closing):
         else:
             output.event_ended()
 
+    # -- arming (issue 14) ----------------------------------------------------
+
+    def arm(self, arming: ArmingState | None, *, frame: int, now: float) -> frozenset[str]:
+        """The zones disarmed at this frame's time; each change is recorded, and a zone disarmed ends its event.
+
+        ``now`` is the frame's own time, not the clock's: a replay
+        (``--start-time``) meets the schedule as the recording's moments would have.
+        """
+        if arming is None:
+            return self._disarmed
+        states = arming.evaluate(now)
+        if states is self._arm_seen:  # the same decision as the last frame's (it is cached until it changes)
+            return self._disarmed
+        self._arm_seen = states
+        disarmed = frozenset(zone for zone, state in states.items() if not state.armed)
+        if disarmed == self._disarmed:
+            return disarmed
+        for zone in self.watches.names:
+            state = states.get(zone)
+            if state is None or (zone in disarmed) == (zone in self._disarmed):
+                continue
+            self.record(arming_record(zone, state, frame=frame, now=now))
+            if not state.armed:
+                self._end_disarmed(zone, frame=frame, now=now)
+        self._disarmed = disarmed
+        return disarmed
+
+    def _end_disarmed(self, zone: str, *, frame: int, now: float) -> None:
+        last = self.last_status
+        for name, end in self.watches.finish_zone(zone, frame=frame, now=now):
+            verdict = next((v for v in last.zones if v.zone == name), None) if last is not None else None
+            self.end_event(name, end, verdict=verdict, reason="disarmed")
+
     # -- camera trouble -------------------------------------------------------
 
     def camera_lost(self, error: Exception, *, frame: int, now: float) -> None:
-        """Record the loss and put every pin in its zone's ``gpio.on_fault`` state."""
+        """Record the loss and put every pin (a disarmed zone's aside) in its zone's ``gpio.on_fault`` state."""
         self.record(EventRecord(type="camera_lost", time=now, frame=frame, extra={"error": str(error)}))
-        for output in self.outputs.values():
-            output.fault(output.config.on_fault)
+        disarmed = set() if self.last_status is None else {v.zone for v in self.last_status.zones if not v.armed}
+        for zone, output in self.outputs.items():
+            if zone not in disarmed:  # a disarmed zone's pin stays inactive, fault or not
+                output.fault(output.config.on_fault)
 
     def camera_found(self, *, frame: int, now: float) -> None:
         """Record the camera's return and drive every pin as its zone wants again (not during a tamper)."""
@@ -183,11 +242,17 @@ class Actions(Closing):
                 output.recovered(active=self._pin_on.get(zone, False))
         self.record(EventRecord(type="camera_found", time=now, frame=frame))
 
-    def tamper_start(self, start: TamperStart, *, image: np.ndarray) -> None:
+    def tamper_start(
+        self, start: TamperStart, *, image: np.ndarray, ended: Iterable[tuple[str, EventEnd]] = ()
+    ) -> None:
         """Record a tamper, with a snapshot of ``image``; every pin goes to its ``gpio.on_fault`` state.
 
-        The caller ends the zones' open events first (their end releases a pin).
+        ``ended``: the zones' events the tamper closed, (zone, end): recorded
+        first with ``"reason": "tamper"`` (their end releases a pin).
         """
+        last = self.last_status
+        for zone, end in ended:
+            self.end_event(zone, end, verdict=last.zone(zone) if last is not None else None, reason="tamper")
         self.tampered = start.reason
         self.events += 1
         snapshot = None
@@ -207,8 +272,10 @@ class Actions(Closing):
         for output in self.outputs.values():
             output.fault(output.config.on_fault)
 
-    def tamper_end(self, end: TamperEnd) -> None:
-        """Record the tamper's end and drive every pin as its zone wants again."""
+    def tamper_end(self, end: TamperEnd | None) -> None:
+        """Record the tamper's end and drive every pin as its zone wants again (None: no tamper was on)."""
+        if end is None:
+            return
         self.tampered = None
         for zone, output in self.outputs.items():
             output.recovered(active=self._pin_on.get(zone, False))
@@ -282,30 +349,56 @@ class Actions(Closing):
             outlines.append(ZoneOutline(label, mask, zone_colour(index), bold=name == bold))
         return outlines
 
+    def save_reference(self, adapter: ReferenceAdapter | None, *, now: float | None) -> None:
+        """Store the adapted reference atomically, at most every ``reference.adapt.save_seconds``.
+
+        ``now`` None: right away (on the way out), if it changed since the last save.
+        """
+        if adapter is None:
+            return
+        if now is not None:
+            if self._reference_saved_at is None:
+                self._reference_saved_at = now
+            if now - self._reference_saved_at < self.config.reference.adapt.save_seconds:
+                return
+        if not adapter.dirty:
+            return
+        path = self.config.reference.path
+        try:
+            write_image_atomic(path, adapter.reference)
+        except OSError as exc:  # ImageFileError is an OSError too
+            _log.warning("could not save the adapted reference to %s: %s", path, exc)
+            return
+        adapter.saved()
+        if now is not None:
+            self._reference_saved_at = now
+        _log.info("saved the adapted reference to %s (%d blends so far)", path, adapter.blends)
+
     # -- reload and the end -------------------------------------------------------
 
     def take_over(self, config: Config, watches: Watches) -> None:
         """Use a reloaded config's zones and pins; OutputError (the running pins kept) if a pin cannot be had.
 
-        When any zone's pin settings differ, every pin is released (inactive)
-        and the new ones opened, then driven as their zones want.
+        A zone whose pin settings did not change keeps its pin as it is (a relay
+        held on through the reload stays on); the others' pins are released
+        (inactive) first, then the new ones opened and driven as their zones want.
         """
         old = {name: zone.gpio for name, zone in self.config.zones.items()}
         new = {name: zone.gpio for name, zone in config.zones.items()}
-        if old != new:
-            self.outputs = _swap_outputs(self.outputs, old, new, self._pin_factory)
-            self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
-            for zone, output in self.outputs.items():
+        self.outputs = _swap_outputs(self.outputs, old, new, self._pin_factory)
+        self._pin_on = {name: self._pin_on.get(name, False) for name in config.zones}
+        for zone, output in self.outputs.items():
+            if old.get(zone) != new[zone]:
                 output.recovered(active=self._pin_on[zone])
                 if self.tampered is not None:
                     output.fault(output.config.on_fault)
         self.config, self.watches = config, watches
 
     def close(self) -> None:
-        """Leave every pin inactive and release it, and close the event log; later calls do nothing."""
+        """Leave every pin inactive and release it, close the event log, finish the clip; later calls do nothing."""
         if not self._closed:
             self._closed = True
-            close_all([*self.outputs.values(), self.event_log])
+            close_all([*self.outputs.values(), self.event_log, *([self.clips] if self.clips else [])])
 
 
 def _open_outputs(config: Config, pin_factory: Factory | None) -> dict[str, Output]:
@@ -329,17 +422,22 @@ def _swap_outputs(
     new: Mapping[str, GpioConfig],
     pin_factory: Factory | None,
 ) -> dict[str, Output]:
-    """Release the running pins and open the new ones; on failure take the running ones back and raise."""
-    close_all(running.values())
+    """The outputs for ``new``: unchanged ones kept, the rest released and opened anew.
+
+    On failure the running outputs are taken back (reopened where released) and the error raised.
+    """
+    changed = [name for name in running if old.get(name) != new.get(name)]
+    close_all(running[name] for name in changed)  # first: a pin may move from one zone to another
     try:
-        return _open_each(new, pin_factory)
+        opened = _open_each({name: gpio for name, gpio in new.items() if old.get(name) != gpio}, pin_factory)
     except OutputError:
         try:
-            running.update(_open_each(old, pin_factory))
+            running.update(_open_each({name: old[name] for name in changed}, pin_factory))
         except OutputError as exc:
             _log.error("gpio: cannot take the running config's pins back: %s", exc)
-            running.update({name: NullOutput(gpio) for name, gpio in old.items()})
+            running.update({name: NullOutput(old[name]) for name in changed})
         raise
+    return {name: opened[name] if name in opened else running[name] for name in new}
 
 
 def close_all(things: Iterable[Any]) -> None:

@@ -34,6 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         zone_masks(config)
+        notify_lines = _notify_lines(config)
     except ConfigError as exc:
         name = str(args.config)
         for problem in exc.problems:
@@ -44,6 +45,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         states = f" states {', '.join(zone.states)}" if zone.states else ""
         pin = "no pin" if zone.gpio.pin is None else f"pin {zone.gpio.pin}"
         print(f"zone {name}: {zone.kind}{states}, threshold {zone.detection.threshold:g}, {pin}")
+    if config.events.clips is not None:
+        _print_clip_plan(config)
+    for line in notify_lines:
+        print(line)
     missing = []
     if config.change_zones and not config.reference.path.exists():
         missing.append((config.reference.path, ""))
@@ -59,6 +64,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+def _print_clip_plan(config: Any) -> None:
+    """The clips' frame counts, the RAM their frames may take, and the codec this OpenCV writes."""
+    from monitor.clips import ClipPlan, pick_codec
+
+    plan = ClipPlan.of(config)
+    print(plan.describe(config.events.clips))
+    codec = pick_codec(plan.size, plan.fps)
+    print(f"clips: written as {codec.name}" if codec else "clips: this OpenCV cannot write any video here")
+
+
+def _notify_lines(config: Any) -> list[str]:
+    """``monitor check``'s line for each notify target, its URL file read and its URLs masked."""
+    if not config.notify:
+        return []
+    from monitor.integrations.notify import describe, read_urls
+
+    return [
+        f"notify[{index}]: {describe(target, read_urls(target, key=f'notify[{index}]'))}"
+        for index, target in enumerate(config.notify)
+    ]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -106,6 +133,7 @@ def _install_signals(monitor: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: watch the configured camera until stopped (or until a recording ends)."""
+    from monitor.arming_state import ArmingState
     from monitor.config import load_config
     from monitor.daemon import Monitor
     from monitor.integrations import build_integrations
@@ -116,9 +144,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         # READY=1 after the first scored frame, WATCHDOG=1 from the frame loop, RELOADING=1 around
         # SIGHUP, STOPPING=1 on the way out; all silent when not started by systemd.
         notifier = stack.enter_context(Notifier())
+        # Armed zones (None without arming:): read from the state file, shared with MQTT, the page,
+        # the control socket and the button, and closed after them all.
+        arming = ArmingState.from_config(config)
+        if arming is not None:
+            stack.callback(arming.close)
         # Built (their own config checked: token and password files) before the monitor touches
         # any file or pin; started once it stands. Closed after it, so they hear its last event.
-        integrations = build_integrations(config, scene=lambda: monitor.watches.scene)
+        integrations = build_integrations(
+            config,
+            scene=lambda: monitor.watches.scene,
+            arming=arming,
+            config_path=Path(args.config),
+            reload=lambda: monitor.reload(),
+            check=lambda new: monitor.would_load(new),
+        )
         for integration in integrations:
             stack.callback(integration.close)
         monitor = stack.enter_context(
@@ -130,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_ready=notifier.ready,
                 on_reloading=notifier.reloading,
                 on_stopping=notifier.stopping,
+                arming=arming,
             )
         )
         for integration in integrations:
@@ -149,16 +190,23 @@ def _replay_source(config: Any) -> Any:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run the same pipeline over a recording, as fast as it goes."""
+    from monitor.arming_state import ArmingState
     from monitor.config import load_config
     from monitor.daemon import Monitor
     from monitor.events import ScoreTable
 
     config = _replay_source(load_config(args.config))
+    # The schedule alone: a replay neither reads nor writes the running daemon's state file.
+    arming = ArmingState.from_config(config, persist=False)
     with contextlib.ExitStack() as stack:
         listeners = []
         if args.scores:
             listeners.append(ScoreTable(stack.enter_context(open(args.scores, "w", newline="", encoding="utf-8"))))
-        monitor = Monitor(config, config_path=args.config, realtime=False, device=args.source, listeners=listeners)
+        monitor = Monitor(
+            config, config_path=args.config, realtime=False, device=args.source, listeners=listeners, arming=arming
+        )
+        if args.start_time is not None:
+            monitor.source.start_time = _start_time(args.start_time, arming)
         _install_signals(monitor)
         summary = monitor.run()
     print(
@@ -326,7 +374,7 @@ def _chosen_zones(config: Any, args: argparse.Namespace) -> list[str]:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Score frames in every zone; suggest each change zone's thresholds, show each state zone's margin."""
     from monitor.config import load_config, update_config_file
-    from monitor.tuning import state_margin
+    from monitor.tuning import area_spread, state_margin
     from monitor.watch import Watches
 
     config = load_config(args.config)
@@ -345,7 +393,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if zone.kind == "state":
             print(state_margin([v.scores for v in verdicts], threshold=zone.detection.threshold).explanation())
             continue
+        if zone.activity is not None:
+            moved = [v.changed_pixels or 0 for v in verdicts if v.score == v.score]  # frames with an earlier one
+            print(f"changed pixels against the frame {zone.activity.compare_seconds:g} s before: {area_spread(moved)}")
+            continue
         found = _tune_zone(name, [v.score for v in verdicts], zone.detection, args, several=len(names) > 1)
+        quiet = [v.changed_pixels or 0 for v in verdicts if v.score >= found.threshold]
+        print(f"changed pixels on the frames scored unchanged: {area_spread(quiet)} (pick min_area above it)")
         key = config.zone_key(name)
         updates[f"{key}detection.threshold"] = found.threshold
         updates[f"{key}detection.clear_threshold"] = found.clear_threshold
@@ -458,6 +512,132 @@ def _grab_frame(config: Any, shape: tuple[int, int]) -> Any:
     raise MonitorError(f"{config.source.device}: delivered no frame of the size {shape[1]}x{shape[0]}")
 
 
+# -- arm and disarm (issue 14) ---------------------------------------------------------
+
+
+def cmd_arm(args: argparse.Namespace) -> int:
+    """Arm a zone or every zone, in the running daemon or, when none runs, in the state file."""
+    return _arming_command(args, armed=True)
+
+
+def cmd_disarm(args: argparse.Namespace) -> int:
+    """Disarm a zone or every zone (``--for``: a snooze), in the running daemon or in the state file."""
+    return _arming_command(args, armed=False)
+
+
+def _arming_command(args: argparse.Namespace, *, armed: bool) -> int:
+    from monitor.arming_state import ArmingState
+    from monitor.config import load_config
+    from monitor.integrations.control import control_path, send_command
+
+    config = load_config(args.config)
+    if config.arming is None:
+        raise ConfigError([f"{args.config}: arming: not configured; add an arming: section (see README.md)"])
+    if args.zone is not None and args.zone not in config.zones:
+        raise ConfigError([f"{args.config}: zones.{args.zone}: no such zone (zones: {', '.join(config.zones)})"])
+    seconds = getattr(args, "duration", None)
+    request = {"command": "arm" if armed else "disarm", "zone": args.zone, "for_seconds": seconds}
+    reply = send_command(control_path(config.arming.state_file), request)
+    if reply is None:
+        # Nothing listens there: the daemon is not running, and will start from the file.
+        state = ArmingState(config.arming, list(config.zones))
+        states = state.command(armed=armed, zone=args.zone, for_seconds=seconds, by="cli")
+        if state.save_error is not None:
+            raise MonitorError(state.save_error)
+        print(f"the monitor is not running: wrote {config.arming.state_file}")
+        zones = {name: zone.to_json() for name, zone in states.items()}
+    elif not reply.get("ok"):
+        raise MonitorError(f"the running monitor refused: {reply.get('error')}")
+    else:
+        zones = reply["zones"]
+        if reply.get("warning"):
+            print(f"warning: {reply['warning']}", file=sys.stderr)
+    for name, zone in zones.items():
+        print(f"{name}: {'armed' if zone['armed'] else 'disarmed'} ({zone['reason']})")
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    """An argparse type: a snooze such as 30m, 2h or 1h30m, as seconds."""
+    from monitor.arming import parse_duration
+
+    try:
+        return parse_duration(text)
+    except MonitorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _iso_time(text: str) -> Any:
+    """An argparse type: an ISO-8601 time such as 2026-12-02T21:55 (local unless it says its offset)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a time such as 2026-12-02T21:55, got {text!r}") from None
+
+
+def _start_time(when: Any, arming: Any) -> float:
+    """A --start-time as Unix seconds: without an offset, in the schedule's time zone (else the system's)."""
+    if when.tzinfo is None and arming is not None and arming.timezone is not None:
+        when = when.replace(tzinfo=arming.timezone)
+    return float(when.timestamp())
+
+
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    """Send one message with the current frame to every notify URL; say per URL whether it went through."""
+    import dataclasses
+    import socket
+    import tempfile
+    import time
+
+    from monitor.config import load_config
+    from monitor.images import write_image_atomic
+    from monitor.integrations.notify import render, sample_record, send, services
+    from monitor.watch import Watches
+
+    config = load_config(args.config)
+    if not config.notify:
+        raise MonitorError(f"{args.config}: notify: is not set, so there is nothing to test")
+    zone = _chosen_zones(config, args)[0]
+    targets = [(index, target) for index, target in enumerate(config.notify) if zone in (target.zones or [zone])]
+    if not targets:
+        raise MonitorError(f"{args.config}: no notify target tells of zone {zone!r} (see their zones:)")
+    prepared = [(index, target, services(target, key=f"notify[{index}]")) for index, target in targets]
+    watches = Watches.load(config, config_path=args.config)
+    frame = _grab_frame(config, watches.shape)
+    now = time.time()
+    verdicts = watches.judge(frame, frame=0, now=now)
+    sent = failed = 0
+    with tempfile.TemporaryDirectory(prefix="monitor-test-notify-") as folder:
+        path = write_image_atomic(Path(folder) / "test-notify.jpg", _test_picture(watches, frame, verdicts, zone, now))
+        record = sample_record(next(v for v in verdicts if v.zone == zone), now=now, snapshot=path)
+        for index, target, prepared_services in prepared:
+            message = render(target, record, host=socket.gethostname())
+            message = dataclasses.replace(message, title=f"test: {message.title}")
+            for service in prepared_services:
+                delivery = send(service, message)
+                sent, failed = sent + delivery.ok, failed + (not delivery.ok)
+                outcome = f"sent   notify[{index}] {delivery.service}"
+                print(outcome if delivery.ok else f"FAILED notify[{index}] {delivery.service}: {delivery.reason}")
+    print(f"{sent} of {sent + failed} sent" + ("; see the reasons above" if failed else ""))
+    return EXIT_OK if failed == 0 else EXIT_ERROR
+
+
+def _test_picture(watches: Any, frame: Any, verdicts: Any, zone: str, now: float) -> Any:
+    """The frame with every zone outlined (``zone`` bold) and the time, as test-notify sends it."""
+    from monitor.drawing import ZoneOutline, annotate, draw_zones, zone_colour
+    from monitor.status import iso_time
+
+    picture = annotate(frame, label=f"monitor test-notify  {iso_time(now)[:19]}")
+    outlines = [
+        ZoneOutline(f"{v.zone} {v.word} {v.score:.2f}", watches.masks[v.zone], zone_colour(i), bold=v.zone == zone)
+        for i, v in enumerate(verdicts)
+    ]
+    draw_zones(picture, outlines)
+    return picture
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number of 1 or more."""
     try:
@@ -501,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("config", type=Path)
     replay.add_argument("--source", required=True, help="video file, image folder or glob")
     replay.add_argument("--scores", type=Path, help="write one CSV row per frame here")
+    replay.add_argument(
+        "--start-time",
+        type=_iso_time,
+        help="the time of the recording's first frame, e.g. 2026-12-02T21:55 (local), to check a schedule",
+    )
     replay.set_defaults(handler=cmd_replay)
 
     capture = sub.add_parser("capture-reference", help="save the median of N frames as the reference")
@@ -538,6 +723,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", type=Path, default=Path("preview.png"), help="the picture to write (preview.png)")
     show.add_argument("--frame", type=Path, help="compare this image instead of a frame from the camera")
     show.set_defaults(handler=cmd_show)
+
+    for name, verb in (("arm", "arm"), ("disarm", "disarm")):
+        command = sub.add_parser(name, help=f"{verb} a zone or the whole monitor (running or not)")
+        command.add_argument("config", type=Path)
+        command.add_argument("--zone", help="only this zone (default: every zone)")
+        if name == "disarm":
+            command.add_argument(
+                "--for", dest="duration", type=_duration, help="a snooze: only this long, e.g. 30m, 2h, 1h30m"
+            )
+        command.set_defaults(handler=cmd_arm if name == "arm" else cmd_disarm)
+    notify = sub.add_parser("test-notify", help="send a message with the current frame to every notify URL")
+    notify.add_argument("config", type=Path)
+    notify.add_argument("--zone", help="the zone the message names (default: the first zone)")
+    notify.set_defaults(handler=cmd_test_notify)
     return parser
 
 

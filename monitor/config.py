@@ -12,6 +12,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import types
+from collections.abc import Callable
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +22,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,6 +34,10 @@ from pydantic import (
 from monitor.exc import ConfigError
 
 __all__ = [
+    "ArmButtonConfig",
+    "ArmingConfig",
+    "ArmingWindow",
+    "ClipsConfig",
     "Config",
     "DetectionConfig",
     "EventsConfig",
@@ -39,13 +47,16 @@ __all__ = [
     "MaskConfig",
     "MqttConfig",
     "MqttTlsConfig",
+    "NotifyConfig",
     "ReferenceConfig",
     "SourceConfig",
     "TamperConfig",
     "ZoneConfig",
     "load_config",
+    "load_round_trip",
     "parse_config",
     "update_config_file",
+    "write_round_trip",
 ]
 
 
@@ -140,6 +151,32 @@ class MaskConfig(_Model):
     image: Annotated[Path | None, AfterValidator(_resolve)] = None
 
 
+def _area_form(value: Any) -> Any:
+    """An area is a number of pixels (1 or more) or a share of the zone such as "2%" (above 0, at most 100)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a number of pixels such as 400, or a share of the zone such as '2%'")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("must be a number of pixels of 1 or more, or a share of the zone such as '2%'")
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", value)
+    if match is None:
+        raise ValueError("must be a number of pixels such as 400, or a share of the zone such as '2%'")
+    if not 0 < float(match.group(1)) <= 100:
+        raise ValueError("must be a share above 0% and at most 100% of the zone")
+    return value.strip().replace(" ", "")
+
+
+Area = Annotated[int | str, AfterValidator(_area_form)]
+
+
+def area_in_pixels(area: int | str, zone_pixels: int) -> int:
+    """``min_area`` in frame pixels: a number of pixels as it is, a share of the zone's ``zone_pixels``."""
+    if isinstance(area, int):
+        return area
+    return max(1, math.ceil(float(area.rstrip("%")) / 100 * zone_pixels))
+
+
 class DetectionConfig(_Model):
     """When a frame counts as changed, and when an event starts and ends."""
 
@@ -153,6 +190,7 @@ class DetectionConfig(_Model):
     min_box_area: Count = 25
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
     lightswitch_fraction: Fraction | None = None
+    min_area: Area | None = None  # change zones: this many changed pixels also make a frame count as below
 
     @model_validator(mode="after")
     def _hysteresis_order(self) -> DetectionConfig:
@@ -191,6 +229,28 @@ class GpioConfig(_Model):
         return value
 
 
+ClipSide = Annotated[int, Field(ge=16, le=8192)]
+
+
+class ClipsConfig(_Model):
+    """Event clips with seconds of pre-roll from a RAM ring buffer (``events.clips``; absent = no clips)."""
+
+    folder: Annotated[Path, AfterValidator(_resolve)] = Path("clips")
+    pre_seconds: Annotated[float, Field(ge=0, le=60)] = 3.0
+    post_seconds: Annotated[float, Field(ge=0, le=600)] = 3.0
+    max_seconds: Positive = 120.0
+    fps: Positive | None = None  # None: source.fps
+    size: tuple[ClipSide, ClipSide] | None = None  # None: the compared frame's size
+    keep_clips: Annotated[int, Field(ge=1)] = 50
+    max_clip_mb: Positive = 500.0
+
+    @model_validator(mode="after")
+    def _longer_than_pre_roll(self) -> ClipsConfig:
+        if self.max_seconds <= self.pre_seconds:
+            raise ValueError(f"max_seconds: must be above pre_seconds ({self.pre_seconds:g}), got {self.max_seconds:g}")
+        return self
+
+
 class EventsConfig(_Model):
     """Where events and snapshots are written, and how much of them is kept."""
 
@@ -200,6 +260,7 @@ class EventsConfig(_Model):
     max_snapshot_mb: Positive = 200.0
     max_log_mb: Positive = 10.0
     keep_logs: Annotated[int, Field(ge=1)] = 5
+    clips: ClipsConfig | None = None
 
 
 class MqttTlsConfig(_Model):
@@ -251,6 +312,9 @@ class HttpConfig(_Model):
     token: str | None = Field(default=None, min_length=16)
     token_file: Annotated[Path | None, AfterValidator(_resolve)] = None
     history_seconds: Positive = 300.0
+    # The live view (/stream.mjpg): frames per second per viewer, and viewers at once (0: no stream).
+    stream_fps: Annotated[float, _between(0.1, 30.0)] = 5.0
+    max_streams: Annotated[int, Field(ge=0, le=32)] = 3
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> HttpConfig:
@@ -277,8 +341,188 @@ class TamperConfig(_Model):
     clear_frames: Annotated[int, Field(ge=1)] = 5
 
 
+# -- arming (issue 14): schedules, the state file, a button ------------------------------
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def _clock_time(value: Any) -> Any:
+    # YAML reads an unquoted 07:30 as the number 450 (base 60): say so rather than take 00:07:30.
+    if not isinstance(value, str):
+        raise ValueError(f'must be a time of day in quotes, such as "07:30", got {_show(value)}')
+    match = _CLOCK.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f'must be a time of day HH:MM between "00:00" and "23:59", got {_show(value)}')
+    return dt_time(int(match.group(1)), int(match.group(2)))
+
+
+ClockTime = Annotated[dt_time, BeforeValidator(_clock_time)]
+
+
+class ArmingWindow(_Model):
+    """One schedule window: from ``from`` to ``to`` (local time) on ``days``, ``zones`` are ``set``.
+
+    ``to`` at or before ``from`` ends on the next day; ``days`` are the days a
+    window starts on (None: every day); ``zones`` None: every zone.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)] | None = None
+    start: ClockTime = Field(alias="from")
+    end: ClockTime = Field(alias="to")
+    zones: Annotated[list[str], Field(min_length=1)] | None = None
+    armed_state: Literal["armed", "disarmed"] = Field(alias="set")
+
+    @property
+    def label(self) -> str:
+        """The window as the status page names it: its ``name``, else its days and hours."""
+        if self.name is not None:
+            return self.name
+        days = "" if self.days is None else ",".join(self.days) + " "
+        return f"{days}{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+class ArmButtonConfig(_Model):
+    """A push button (gpiozero ``Button``) that arms or disarms."""
+
+    pin: int | str
+    action: Literal["toggle", "arm", "disarm"] = "toggle"
+    zone: str | None = None  # None: the whole monitor
+    pull_up: bool = True  # wired between the pin and ground (the usual way)
+    bounce_seconds: Annotated[float, _between(0.0, 1.0)] = 0.05
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin_form(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a BCM pin number such as 22, or a name such as 'GPIO22'")
+        if isinstance(value, int) and not 0 <= value <= 53:
+            raise ValueError("must be a BCM pin number between 0 and 53")
+        return value
+
+
+class ArmingConfig(_Model):
+    """Armed and disarmed zones: a state file that survives restarts, a schedule, a button (absent = always armed)."""
+
+    state_file: Annotated[Path, AfterValidator(_resolve)] = Path("armed.json")
+    default: Literal["armed", "disarmed"] = "armed"
+    timezone: str | None = None  # None: the system's local time
+    schedule: list[ArmingWindow] = Field(default_factory=list)
+    button: ArmButtonConfig | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone, expected a name such as Europe/Berlin") from None
+        return value
+
+
+def _arming_problems(arming: ArmingConfig, zones: dict[str, Any]) -> list[str]:
+    """Schedule windows and the button must name zones that exist; the button's pin is no zone's pin."""
+    problems = []
+    known = ", ".join(zones)
+    for index, window in enumerate(arming.schedule):
+        for name in window.zones or ():
+            if name not in zones:
+                problems.append(f"arming.schedule[{index}].zones: no zone {name!r} (zones: {known})")
+    button = arming.button
+    if button is not None:
+        if button.zone is not None and button.zone not in zones:
+            problems.append(f"arming.button.zone: no zone {button.zone!r} (zones: {known})")
+        for name, zone in zones.items():
+            if zone.gpio.pin is not None and _pin_key(zone.gpio.pin) == _pin_key(button.pin):
+                problems.append(
+                    f"arming.button.pin: {button.pin} is already the output pin of zone {name!r}, "
+                    "and the button needs a pin of its own"
+                )
+    return problems
+
+
+# -- notify: ------------------------------------------------------------------
+
+NotifyRecord = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "tamper_start", "tamper_end"]
+NOTIFY_FIELDS = ("zone", "state", "previous", "type", "score", "time", "host", "reason")
+_NOTIFY_ON: tuple[NotifyRecord, ...] = ("event_start", "state", "camera_lost")
+
+
+class NotifyConfig(_Model):
+    """One notification target: its services (Apprise URLs), which records it tells of, and what it says.
+
+    ``urls`` are checked with Apprise here (imported only for a config with
+    ``notify:``); ``urls_file`` is read, and refused if others may read it,
+    when the sender is built and by ``monitor check``.
+    """
+
+    urls: list[str] = Field(default_factory=list, repr=False)  # secrets: kept out of tracebacks
+    urls_file: Annotated[Path | None, AfterValidator(_resolve)] = None
+    zones: list[str] | None = None
+    on: list[NotifyRecord] = Field(default_factory=lambda: list(_NOTIFY_ON))
+    states: list[str] | None = None
+    attach: Literal["snapshot", "clip", "none"] = "snapshot"
+    cooldown_seconds: Annotated[float, _between(0.0, 86400.0)] = 300.0
+    title: str = "{zone}: {state}"
+    body: str = "{zone} {state} at {time} on {host} (score {score:.2f})"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # YAML 1.1 reads a bare `on:` key as true, and `attach: null` means no attachment.
+        data = {("on" if key is True else key): value for key, value in data.items()}
+        if isinstance(data.get("urls"), str):
+            data["urls"] = [data["urls"]]
+        if "attach" in data and data["attach"] is None:
+            data["attach"] = "none"
+        return data
+
+    @model_validator(mode="after")
+    def _urls_and_words(self) -> NotifyConfig:
+        from monitor.integrations.notify import template_problem, url_problem
+
+        problems = []
+        if not self.urls and self.urls_file is None:
+            problems.append("urls: required: a list of Apprise URLs (or urls_file: a file of them, one a line)")
+        for index, url in enumerate(self.urls):
+            problem = url_problem(url)
+            if problem is not None:
+                problems.append(f"urls[{index}]: {problem}")
+        for key in ("title", "body"):
+            problem = template_problem(getattr(self, key))
+            if problem is not None:
+                problems.append(f"{key}: {problem}")
+        if not self.on:
+            problems.append("on: needs at least one record type (event_start, state, camera_lost, ...)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _notify_targets(value: Any) -> Any:
+    """``notify:`` as a list of targets; a single target or a bare URL is taken as one.
+
+    A wrong shape is named without echoing the value, which may hold a secret.
+    """
+    if value is None:
+        return []
+    if isinstance(value, dict | str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of targets (each with urls: and on:), got {_kind(value)}")
+    return [{"urls": [item]} if isinstance(item, str) else item for item in value]
+
+
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 UNKNOWN = "unknown"  # the state of a state zone whose every reference scores under its threshold
+ACTIVITY_STATES = ("moving", "still")
 LEGACY_ZONE = "main"  # the one zone of a config without zones:
 # Detection keys that belong to the whole frame, not to one zone.
 SCENE_DETECTION_KEYS = ("lightswitch_fraction",)
@@ -288,6 +532,14 @@ def _zone_name_problem(name: object, what: str) -> str | None:
     if isinstance(name, str) and ZONE_NAME.fullmatch(name):
         return None
     return f"{what} {_show(name)}: must be 1-32 characters of a-z, 0-9, _ and -"
+
+
+class ActivityConfig(_Model):
+    """An activity zone: is something in it moving, or has it stood still for too long?"""
+
+    compare_seconds: Annotated[float, _between(0.05, 60.0)] = 1.0
+    still_after: Annotated[float, _between(0.1, 86400.0)] = 60.0
+    min_area: Area = "1%"
 
 
 class ZoneConfig(_Model):
@@ -301,10 +553,20 @@ class ZoneConfig(_Model):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     states: dict[str, Annotated[Path, AfterValidator(_resolve)]] | None = None
+    activity: ActivityConfig | None = None
 
     @property
-    def kind(self) -> Literal["change", "state"]:
+    def kind(self) -> Literal["change", "state", "activity"]:
+        if self.activity is not None:
+            return "activity"
         return "change" if self.states is None else "state"
+
+    @property
+    def state_names(self) -> list[str]:
+        """The states the zone can name besides unknown: its pictures', or moving and still."""
+        if self.activity is not None:
+            return list(ACTIVITY_STATES)
+        return list(self.states or ())
 
     @field_validator("states")
     @classmethod
@@ -328,14 +590,16 @@ class ZoneConfig(_Model):
     def _states_fit(self) -> ZoneConfig:
         if self.states is not None and not self.states:
             raise ValueError("states: a state zone needs at least one state (name: reference image)")
+        if self.activity is not None and self.states is not None:
+            raise ValueError("activity: an activity zone has the states moving and still, so it takes no states:")
         on_states = self.gpio.on_states
         if on_states is None:
             return self
-        if self.states is None:
+        if self.kind == "change":
             raise ValueError(
                 "gpio.on_states: only for a state zone (one with states:), a change zone's pin follows its events"
             )
-        allowed = [*self.states, UNKNOWN]
+        allowed = [*self.state_names, UNKNOWN]
         wrong = [name for name in on_states if name not in allowed]
         if wrong:
             raise ValueError(
@@ -370,6 +634,8 @@ class Config(_Model):
     mqtt: MqttConfig | None = None
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     http: HttpConfig | None = None
+    arming: ArmingConfig | None = None
+    notify: Annotated[list[NotifyConfig], BeforeValidator(_notify_targets)] = Field(default_factory=list)
     legacy_zone: bool = Field(default=False, exclude=True)
     tamper: TamperConfig | None = Field(default_factory=TamperConfig)
 
@@ -436,6 +702,27 @@ class Config(_Model):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _clip_size_fits(self) -> Config:
+        clips = self.events.clips
+        if clips is None or clips.size is None:
+            return self
+        width, height = clips.size
+        if width > self.source.width or height > self.source.height:
+            raise ValueError(
+                f"events.clips.size: [{width}, {height}] is larger than the compared frame "
+                f"({self.source.width}x{self.source.height}, source.width x source.height): clips are made "
+                "from the compared frames, so the size can be that or smaller (null = that)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _arming_fits(self) -> Config:
+        problems = [] if self.arming is None else _arming_problems(self.arming, self.zones)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def zone_key(self, name: str) -> str:
         """The prefix of a zone's keys as the user wrote them: ``zones.door.``, or nothing for a legacy config."""
         return "" if self.legacy_zone else f"zones.{name}."
@@ -459,6 +746,29 @@ class Config(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _notify_fits(self) -> Config:
+        problems = []
+        for index, target in enumerate(self.notify):
+            for name in target.zones or ():
+                if name not in self.zones:
+                    problems.append(f"notify[{index}].zones: {name!r} is not a zone (zones: {', '.join(self.zones)})")
+            watched = [self.zones[name] for name in target.zones or self.zones if name in self.zones]
+            states = {state for zone in watched for state in zone.states or ()}
+            if target.states is not None:
+                if not states:
+                    problems.append(f"notify[{index}].states: only for state zones, and none of its zones has states")
+                    continue
+                wrong = [state for state in target.states if state not in states and state != UNKNOWN]
+                if wrong:
+                    problems.append(
+                        f"notify[{index}].states: {', '.join(map(repr, wrong))} is not a state of its zones "
+                        f"(expected: {', '.join([*sorted(states), UNKNOWN])})"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:
     """Each zone's detection: the top-level one with the zone's own keys on top.
@@ -478,7 +788,15 @@ def _zone_detection(data: dict[str, Any]) -> dict[str, Any]:
     for name, zone in data["zones"].items():
         if isinstance(zone, dict) and isinstance(zone.get("detection") or {}, dict):
             own = zone.get("detection") or {}
-            zone = {**zone, "detection": {**top, **own}}
+            merged = {**top, **own}
+            if zone.get("activity") is not None:
+                if "min_area" in own:
+                    raise ValueError(
+                        f"zones.{name}.detection.min_area: an activity zone counts movement with "
+                        "activity.min_area, not detection.min_area"
+                    )
+                merged.pop("min_area", None)  # the top level's is for change zones
+            zone = {**zone, "detection": merged}
             scene_keys = [key for key in SCENE_DETECTION_KEYS if key in own]
             if scene_keys and not data.get("legacy_zone"):
                 raise ValueError(
@@ -651,18 +969,25 @@ def _suggestion(loc: tuple[int | str, ...]) -> str:
         part = parts.pop(0)
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = getattr(field, "annotation", None)
+        optional = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+        if isinstance(annotation, types.UnionType) and len(optional) == 1:  # an optional section: Model | None
+            annotation = optional[0]
         if getattr(annotation, "__origin__", None) is dict:  # zones: name -> ZoneConfig
             annotation = getattr(annotation, "__args__", (None, None))[1]
             if parts:
                 parts.pop(0)
-        # An optional section (mqtt:, tamper:): the model inside `X | None`.
-        members = getattr(annotation, "__args__", ())
-        if type(None) in members:
-            annotation = next(arg for arg in members if arg is not type(None))
+        elif getattr(annotation, "__origin__", None) is list:  # arming.schedule: [window, ...]
+            annotation = getattr(annotation, "__args__", (None,))[0]
+            if parts:
+                parts.pop(0)
+        else:  # an optional section: Model | None
+            members = [arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)]
+            annotation = members[0] if len(members) == 1 else annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation
-    names = [name for name in model.model_fields if name != "legacy_zone"]
+    # A field is written under its alias where it has one (an arming window's from, to, set).
+    names = [field.alias or name for name, field in model.model_fields.items() if name != "legacy_zone"]
     if model is Config:
         names += ["mask", "gpio"]  # the top-level form of a config without zones:
     close = difflib.get_close_matches(str(loc[-1]), names, n=1)
@@ -679,15 +1004,29 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
     is copied to ``<name>.bak`` first, and the new one replaces it atomically
     with the old file's permissions.
     """
-    import io
-    import os
-    import shutil
-    import tempfile
-
-    from ruamel.yaml import YAML, YAMLError
     from ruamel.yaml.comments import CommentedMap
 
     path = Path(path)
+    yaml_rt, data = load_round_trip(path)
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = CommentedMap()
+            node = node[part]
+        node[key] = value
+    return write_round_trip(path, yaml_rt, data)
+
+
+def load_round_trip(path: Path) -> tuple[Any, Any]:
+    """The file as ruamel.yaml's round-trip mapping (comments and order kept), and the YAML object to dump it with.
+
+    Edit the mapping in place and hand both to :func:`write_round_trip`.
+    """
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.comments import CommentedMap
+
     text = path.read_text(encoding="utf-8")
     yaml_rt = YAML(typ="rt")
     yaml_rt.preserve_quotes = True
@@ -702,18 +1041,28 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
         raise ConfigError([f"{path}: not valid YAML: {str(exc).splitlines()[0]}"]) from None
     if data is None:
         data = CommentedMap()
-    for dotted, value in values.items():
-        *parents, key = dotted.split(".")
-        node = data
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = CommentedMap()
-            node = node[part]
-        node[key] = value
+    if not isinstance(data, CommentedMap):
+        raise ConfigError([f"{path}: expected a mapping of sections (source:, detection:, ...), got {_kind(data)}"])
+    return yaml_rt, data
+
+
+def write_round_trip(path: Path, yaml_rt: Any, data: Any, *, check: Callable[[Config], None] | None = None) -> Path:
+    """Validate the edited mapping, copy the old file to ``<name>.bak``, replace it atomically; return the backup.
+
+    ``check(config)`` may refuse what the model alone cannot see (raise ConfigError): nothing is written then.
+    """
+    import contextlib
+    import io
+    import os
+    import shutil
+    import tempfile
+
     out = io.StringIO()
     yaml_rt.dump(data, out)
     new_text = out.getvalue()
-    parse_config(new_text, name=str(path), base_dir=path.resolve().parent)
+    config = parse_config(new_text, name=str(path), base_dir=path.resolve().parent)
+    if check is not None:
+        check(config)
     backup = path.with_name(path.name + ".bak")
     shutil.copy2(path, backup)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -723,6 +1072,11 @@ def update_config_file(path: str | Path, values: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         shutil.copymode(path, tmp)
+        # And its owner and group: an installed config is root:monitor 0640, and a copy owned by
+        # root:root would lock the service out of it (`sudo monitor tune --write`, then reload).
+        old = path.stat()
+        with contextlib.suppress(PermissionError):
+            os.chown(tmp, old.st_uid, old.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from monitor.actions import Actions
+from monitor.arming_state import ArmingState
 from monitor.closing import Closing
 from monitor.config import Config, load_config
-from monitor.exc import ConfigError, MonitorError, OutputError, SourceError
-from monitor.images import write_image_atomic
-from monitor.recovery import Recovery
+from monitor.exc import ConfigError, MonitorError, SourceError
+from monitor.recovery import Recovery, reopen, swap_source
 from monitor.sources import Frame, FrameSource, make_source
 from monitor.status import Listener
 from monitor.throttle import Throttle
@@ -69,6 +69,7 @@ class Monitor(Closing):
         on_reloading: Callable[[], None] | None = None,
         on_stopping: Callable[[], None] | None = None,
         sleep: Callable[[float], object] | None = None,
+        arming: ArmingState | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -81,7 +82,6 @@ class Monitor(Closing):
         self._reload = threading.Event()
         self._skip_warning = Throttle(_log, first=3)
         self.watches = Watches.load(config, config_path=config_path or "CONFIG")
-        self._reference_saved_at: float | None = None
         if self.watches.adapter is not None and not realtime:
             _log.info("reference.adapt: adapting in memory only; a replay leaves %s as it is", config.reference.path)
         self.source: FrameSource = make_source(config.source, realtime=realtime, device=device)
@@ -91,6 +91,7 @@ class Monitor(Closing):
         )
         self.frames = 0
         self._closed = False
+        self.arming = arming  # the caller's: it outlives the monitor (MQTT, the page and the button use it)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -107,13 +108,17 @@ class Monitor(Closing):
         """Ask the loop to re-read the config file before the next frame."""
         self._reload.set()
 
+    def would_load(self, config: Config) -> None:
+        """Raise what a reload to ``config`` would refuse beyond the model (a picture missing, an empty mask)."""
+        Watches.load(config, config_path=self.config_path or "CONFIG")
+
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> RunSummary:
         """Run until the source ends or :meth:`stop`; always leaves every pin inactive."""
         started = time.monotonic()
         try:
-            self.source.open()
+            self._open_source()
             self.watches.settle()
             self._loop()
         finally:
@@ -124,6 +129,20 @@ class Monitor(Closing):
             events=self.actions.events,
             seconds=time.monotonic() - started,
         )
+
+    def _open_source(self) -> None:
+        """Open the source; a live camera that is not there yet is waited for like any lost camera.
+
+        An IP or USB camera often comes up after the Pi (every power cut): the
+        wait is bounded by ``source.give_up_seconds`` as any outage is. A
+        recording that cannot be opened is an error at once.
+        """
+        try:
+            self.source.open()
+        except SourceError as exc:
+            if self.source.is_recording or self._stop.is_set():
+                raise
+            self._recover(exc)
 
     def _loop(self) -> None:
         ready_sent = False
@@ -160,32 +179,21 @@ class Monitor(Closing):
         look = watches.check_tamper(frame.image, frame=frame.index, now=frame.time, live=not self.source.is_recording)
         image = look.image
         if look.started is not None:
-            self._end_events("tamper", frame=look.started.frame, now=look.started.time)
-            self.actions.tamper_start(look.started, image=frame.image)
+            ended = watches.finish(frame=look.started.frame, now=look.started.time)
+            self.actions.tamper_start(look.started, image=frame.image, ended=ended)
         if not look.blind:
             watches.see_lighting(image, frame=frame.index)
-        verdicts = watches.judge(image, frame=frame.index, now=frame.time, hold=look.blind)
+        disarmed = self.actions.arm(self.arming, frame=frame.index, now=frame.time)
+        verdicts = watches.judge(image, frame=frame.index, now=frame.time, disarmed=disarmed, hold=look.blind)
         if not look.blind:
             watches.learn(image, verdicts)
         if look.ended is not None:
             self.actions.tamper_end(look.ended)
-        self._save_reference(now=frame.time)
+        if self.realtime:  # a replay adapts in memory and leaves the reference file as it is
+            self.actions.save_reference(watches.adapter, now=frame.time)
         self.frames += 1
         seconds = time.perf_counter() - started
         self.actions.act(image, verdicts, frame=frame.index, now=frame.time, seconds=seconds, tamper=look.reason)
-
-    def _end_events(self, reason: str, *, frame: int, now: float) -> None:
-        """End every zone's open event on ``frame``, recording ``reason``."""
-        last = self.actions.last_status
-        for zone, end in self.watches.finish(frame=frame, now=now):
-            verdict = last.zone(zone) if last is not None else None
-            self.actions.end_event(
-                zone,
-                end,
-                score=verdict.score if verdict else float("nan"),
-                changed_fraction=verdict.changed_fraction if verdict else None,
-                reason=reason,
-            )
 
     def _skip(self, frame: Frame) -> None:
         height, width = self.watches.shape
@@ -211,33 +219,6 @@ class Monitor(Closing):
         last = self.actions.last_status
         return last.frame if last is not None else -1
 
-    def _save_reference(self, *, now: float | None = None) -> None:
-        """Store the adapted reference atomically, at most every save_seconds (``now=None``: right away).
-
-        Only a realtime run writes the file: a replay adapts in memory and
-        leaves the reference as it is.
-        """
-        adapter = self.watches.adapter
-        if adapter is None or not self.realtime:
-            return
-        if now is not None:
-            if self._reference_saved_at is None:
-                self._reference_saved_at = now
-            if now - self._reference_saved_at < self.config.reference.adapt.save_seconds:
-                return
-        if not adapter.dirty:
-            return
-        path = self.config.reference.path
-        try:
-            write_image_atomic(path, adapter.reference)
-        except OSError as exc:  # ImageFileError is an OSError too
-            _log.warning("could not save the adapted reference to %s: %s", path, exc)
-            return
-        adapter.saved()
-        if now is not None:
-            self._reference_saved_at = now
-        _log.info("saved the adapted reference to %s (%d blends so far)", path, adapter.blends)
-
     # -- reload ---------------------------------------------------------------
 
     def _apply_reload(self) -> None:
@@ -247,87 +228,58 @@ class Monitor(Closing):
             return
         if self._on_reloading is not None:
             self._on_reloading()
+        old_source = None
         try:
             new = load_config(self.config_path)
             watches = Watches.load(new, config_path=self.config_path)
-            old_source = self._take_source(new)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                _log.error("reload refused, keeping the running config: %s", problem)
-            return self._ready_again()
-        except MonitorError as exc:
-            _log.error("reload refused, keeping the running config: %s", exc)
-            return self._ready_again()
-        try:
+            if new.source != self.config.source:
+                source = make_source(new.source, realtime=self.realtime, device=self.device)
+                swap_source(self.source, source)
+                old_source, self.source = self.source, source
             self.actions.take_over(new, watches)
-        except OutputError as exc:
-            _log.error("reload refused, keeping the running config: %s", exc)
-            self._put_back(old_source)
+        except (ConfigError, MonitorError) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            for problem in problems:
+                _log.error("reload refused, keeping the running config: %s", problem)
+            if old_source is not None:  # the new source opened, but the pins could not be had
+                self.source.close()
+                self.source = old_source
+                reopen(old_source)
+            if old_source is not None or isinstance(exc, SourceError):
+                self.watches.settle()  # the running source was opened again
             return self._ready_again()
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
-        if watches.tamper is None and self.watches.tamper is not None:
-            ended = self.watches.tamper.finish(frame=self._last_frame, now=time.time())
-            if ended is not None:  # `tamper: null` now: the pins follow their zones again
-                self.actions.tamper_end(ended)
+        if watches.tamper is None and self.watches.tamper is not None:  # `tamper: null` now: no tamper is on
+            self.actions.tamper_end(self.watches.tamper.finish(frame=self._last_frame, now=time.time()))
         old, self.config, self.watches = self.config, new, watches
+        self._reload_arming(new)
         if old_source is not None:
             self.watches.settle()
-        later = [name for name in ("events", "mqtt", "hooks", "http") if getattr(new, name) != getattr(old, name)]
+        restart_keys = ("events", "mqtt", "hooks", "http", "notify")
+        later = [name for name in restart_keys if getattr(new, name) != getattr(old, name)]
         if later:
             _log.warning("reload: changes to %s take effect at the next restart", ", ".join(later))
         _log.info("reloaded %s: %s", self.config_path, _thresholds(new))
         self._ready_again()
 
-    def _take_source(self, new: Config) -> FrameSource | None:
-        """Open the source a reload asks for; return the running one, set aside (None: unchanged).
-
-        If the new one cannot be opened, the running one is opened again and SourceError raised.
-        """
-        if new.source == self.config.source:
-            return None
-        old = self.source
-        old.close()  # first: a camera cannot be opened twice
-        self.source = make_source(new.source, realtime=self.realtime, device=self.device)
-        try:
-            self.source.open()
-        except SourceError:
-            self.source.close()
-            self.source = old
-            self._reopen_running()
-            raise
-        return old
-
-    def _put_back(self, old_source: FrameSource | None) -> None:
-        """Undo a reload refused half-way: the running config's source again."""
-        if old_source is None:
-            return
-        self.source.close()
-        self.source = old_source
-        self._reopen_running()
-
-    def _reopen_running(self) -> None:
-        try:
-            self.source.open()
-        except SourceError as exc:
-            _log.warning("%s", exc)  # the next read fails and recovery takes over
-        self.watches.settle()
-
     def _end_dropped(self, zone: str) -> None:
         last = self.actions.last_status
+        verdict = last.zone(zone) if last is not None else None
         for name, end in self.watches.finish_zone(zone, frame=self._last_frame, now=time.time()):
-            verdict = last.zone(name) if last is not None else None
-            self.actions.end_event(
-                name,
-                end,
-                score=verdict.score if verdict else float("nan"),
-                changed_fraction=verdict.changed_fraction if verdict else None,
-                reason="reload",
-            )
+            self.actions.end_event(name, end, verdict=verdict, reason="reload")
 
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:
             self._on_ready()
+
+    # -- arming (issue 14) ----------------------------------------------------
+
+    def _reload_arming(self, new: Config) -> None:
+        if self.arming is not None and new.arming is not None:
+            self.arming.reconfigure(new.arming, list(new.zones))
+        elif (self.arming is None) != (new.arming is None):
+            _log.warning("reload: adding or removing the arming section takes effect at the next restart")
 
     # -- the end --------------------------------------------------------------
 
@@ -349,16 +301,17 @@ class Monitor(Closing):
             if last is not None:
                 reason = "stopped" if self._stop.is_set() else "source ended"
                 for zone, end in self.watches.finish(frame=last.frame, now=last.time):
-                    verdict = last.zone(zone)
-                    self.actions.end_event(
-                        zone, end, score=verdict.score, changed_fraction=verdict.changed_fraction, reason=reason
-                    )
-            self._save_reference()
+                    self.actions.end_event(zone, end, verdict=last.zone(zone), reason=reason)
+            if self.realtime:
+                self.actions.save_reference(self.watches.adapter, now=None)
         finally:
             self.close()
 
 
 def _thresholds(config: Config) -> str:
+    if config.legacy_zone:
+        detection = config.zones["main"].detection
+        return f"threshold {detection.threshold:.3f}, clear_threshold {detection.clear_threshold:.3f}"
     return ", ".join(
         f"{name} threshold {zone.detection.threshold:.3f}"
         + (f" clear {zone.detection.clear_threshold:.3f}" if zone.kind == "change" else "")

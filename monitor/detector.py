@@ -6,13 +6,16 @@ frame number and timestamp and returns an :class:`EventStart`, an
 
 The rules, frame by frame:
 
-- A frame is *below* when ``score < threshold``. The event starts on the
+- A frame is *below* when ``score < threshold``, or, with ``min_area``, when
+  at least ``min_area`` watched pixels changed (a small object in a big zone
+  hardly moves the mean). The event starts on the
   ``trigger_frames``-th consecutive below frame; :class:`EventStart` carries
   that (trigger) frame's number, time and score. Any frame at or above
   ``threshold`` resets the run, so a score flickering around the threshold
   never starts an event when ``trigger_frames`` > 1.
 - While an event is open it ends on the ``clear_frames``-th consecutive frame
-  with ``score >= clear_threshold``. A frame under ``clear_threshold`` (below
+  with ``score >= clear_threshold`` (and, with ``min_area``, fewer changed
+  pixels than that). A frame under ``clear_threshold`` (below
   ``threshold`` or in the hysteresis band between the two) resets that run, so
   a scene hovering in the band keeps the event open.
 - :class:`EventEnd` spans the trigger frame to the clearing frame;
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from monitor.config import UNKNOWN, DetectionConfig
 from monitor.exc import ConfigError
 
-__all__ = ["Detector", "EventEnd", "EventStart", "StateChange", "StateDetector"]
+__all__ = ["ActivityDetector", "Detector", "EventEnd", "EventStart", "StateChange", "StateDetector"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class Detector:
         trigger_frames: int,
         clear_frames: int,
         settle_frames: int,
+        min_area: int | None = None,
     ) -> None:
         _check(
             threshold=threshold,
@@ -117,6 +121,7 @@ class Detector:
         self.trigger_frames = trigger_frames
         self.clear_frames = clear_frames
         self.settle_frames = settle_frames
+        self.min_area = min_area
         self._below_run = 0
         self._clear_run = 0
         self._settle_left = 0
@@ -125,17 +130,18 @@ class Detector:
         self._lowest_frame = 0
 
     @classmethod
-    def from_config(cls, config: DetectionConfig) -> Detector:
-        """A detector with the thresholds and counts of ``config``."""
+    def from_config(cls, config: DetectionConfig, *, min_area: int | None = None) -> Detector:
+        """A detector with the thresholds and counts of ``config``; ``min_area`` in pixels (see ``below``)."""
         return cls(
             threshold=config.threshold,
             clear_threshold=config.clear_threshold,
             trigger_frames=config.trigger_frames,
             clear_frames=config.clear_frames,
             settle_frames=config.settle_frames,
+            min_area=min_area,
         )
 
-    def reconfigure(self, config: DetectionConfig) -> None:
+    def reconfigure(self, config: DetectionConfig, *, min_area: int | None = None) -> None:
         """Take new thresholds and counts, keeping the open event and the current runs.
 
         A run already as long as a new, shorter count completes on the next
@@ -154,6 +160,7 @@ class Detector:
         self.trigger_frames = config.trigger_frames
         self.clear_frames = config.clear_frames
         self.settle_frames = config.settle_frames
+        self.min_area = min_area
         self._settle_left = min(self._settle_left, config.settle_frames)
 
     @property
@@ -171,9 +178,15 @@ class Detector:
         """The start of the open event, or None."""
         return self._start
 
-    def below(self, score: float) -> bool:
-        """True when ``score`` counts as changed (under ``threshold``)."""
-        return score < self.threshold
+    def below(self, score: float, changed: int = 0) -> bool:
+        """True when a frame counts as changed: ``score`` under ``threshold``, or ``changed`` >= ``min_area``."""
+        return score < self.threshold or (self.min_area is not None and changed >= self.min_area)
+
+    def clear(self, score: float, changed: int = 0) -> bool:
+        """True when a frame counts toward the end of an event: ``score`` at or above ``clear_threshold``
+        and fewer than ``min_area`` changed pixels."""
+        area_clear = self.min_area is None or changed < self.min_area
+        return score >= self.clear_threshold and area_clear  # written so that NaN is never clear
 
     def settle(self) -> None:
         """Ignore the next ``settle_frames`` frames; the source just (re)opened."""
@@ -181,14 +194,14 @@ class Detector:
         self._below_run = 0
         self._clear_run = 0
 
-    def update(self, score: float, *, frame: int, now: float) -> EventStart | EventEnd | None:
-        """Feed one frame's score; return the event boundary it makes, if any."""
+    def update(self, score: float, *, frame: int, now: float, changed: int = 0) -> EventStart | EventEnd | None:
+        """Feed one frame's score (and changed pixels); return the event boundary it makes, if any."""
         if self._settle_left > 0:
             self._settle_left -= 1
             return None
         if self._start is None:
-            return self._update_idle(score, frame=frame, now=now)
-        return self._update_active(score, frame=frame, now=now)
+            return self._update_idle(score, changed, frame=frame, now=now)
+        return self._update_active(score, changed, frame=frame, now=now)
 
     def finish(self, *, frame: int, now: float) -> EventEnd | None:
         """Close the open event because frames stopped (source ended, shutdown); None if none is open."""
@@ -198,8 +211,8 @@ class Detector:
             return None
         return self._end(frame=frame, now=now, early=True)
 
-    def _update_idle(self, score: float, *, frame: int, now: float) -> EventStart | None:
-        if not self.below(score):
+    def _update_idle(self, score: float, changed: int, *, frame: int, now: float) -> EventStart | None:
+        if not self.below(score, changed):
             self._below_run = 0
             return None
         self._below_run += 1
@@ -212,11 +225,11 @@ class Detector:
         self._lowest_frame = frame
         return self._start
 
-    def _update_active(self, score: float, *, frame: int, now: float) -> EventEnd | None:
+    def _update_active(self, score: float, changed: int, *, frame: int, now: float) -> EventEnd | None:
         if score < self._lowest_score:
             self._lowest_score = score
             self._lowest_frame = frame
-        if not score >= self.clear_threshold:  # written so that NaN resets the run too
+        if not self.clear(score, changed):  # NaN resets the run too
             self._clear_run = 0
             return None
         self._clear_run += 1
@@ -325,3 +338,70 @@ class StateDetector:
         previous, self.state = self.state, candidate
         self._pending, self._run = None, 0
         return StateChange(state=candidate, previous=previous, frame=frame, time=now, scores=dict(scores))
+
+
+class ActivityDetector:
+    """Turns per-frame movement into ``moving`` and ``still``: an activity zone's state machine.
+
+    Each frame says whether the zone moved (True), did not (False) or cannot
+    tell yet (None: no earlier frame to compare with). The zone becomes
+    ``moving`` once movement holds for ``trigger_frames`` frames in a row, and
+    ``still`` once no movement has been seen for ``still_after`` seconds of
+    frame time (counted from the first judged frame when it never moved). The
+    state is None until the first decision. Settling works as in :class:`Detector`.
+    """
+
+    def __init__(self, *, still_after: float, trigger_frames: int, settle_frames: int) -> None:
+        if not still_after > 0 or trigger_frames < 1 or settle_frames < 0:
+            raise ConfigError(
+                [
+                    f"activity: still_after must be above 0, trigger_frames 1 or more, settle_frames 0 or more, "
+                    f"got {still_after:g}, {trigger_frames}, {settle_frames}"
+                ]
+            )
+        self.still_after = still_after
+        self.trigger_frames = trigger_frames
+        self.settle_frames = settle_frames
+        self.state: str | None = None
+        self._run = 0
+        self._moved_at: float | None = None  # frame time of the last movement (or of the first frame)
+        self._settle_left = 0
+
+    @property
+    def settling(self) -> bool:
+        """True while frames after a (re)open are still being ignored."""
+        return self._settle_left > 0
+
+    def settle(self) -> None:
+        """Ignore the next ``settle_frames`` frames; the source just (re)opened."""
+        self._settle_left = self.settle_frames
+        self._run = 0
+
+    def reconfigure(self, *, still_after: float, trigger_frames: int, settle_frames: int) -> None:
+        """Take new times and counts, keeping the state and the clock."""
+        self.still_after, self.trigger_frames, self.settle_frames = still_after, trigger_frames, settle_frames
+        self._settle_left = min(self._settle_left, settle_frames)
+
+    def update(
+        self, movement: bool | None, *, frame: int, now: float, scores: Mapping[str, float]
+    ) -> StateChange | None:
+        """Feed one frame's movement; return the change of state it completes, if any."""
+        if self._settle_left > 0:
+            self._settle_left -= 1
+            return None
+        if self._moved_at is None or now < self._moved_at:  # the first frame, or the clock stepped back
+            self._moved_at = now
+        if movement:
+            self._moved_at = now
+            self._run += 1
+            if self.state != "moving" and self._run >= self.trigger_frames:
+                return self._become("moving", frame=frame, now=now, scores=scores)
+            return None
+        self._run = 0
+        if movement is not None and self.state != "still" and now - self._moved_at >= self.still_after:
+            return self._become("still", frame=frame, now=now, scores=scores)
+        return None
+
+    def _become(self, state: str, *, frame: int, now: float, scores: Mapping[str, float]) -> StateChange:
+        previous, self.state = self.state, state
+        return StateChange(state=state, previous=previous, frame=frame, time=now, scores=dict(scores))

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["ZoneOutline", "annotate", "draw_zones", "panels", "put_label", "side_by_side", "zone_colour"]
+__all__ = [
+    "ZoneOutline",
+    "annotate",
+    "draw_zones",
+    "panels",
+    "put_label",
+    "side_by_side",
+    "zone_colour",
+    "zone_contours",
+]
 
 WATCHED = (0, 200, 255)  # amber outline of the watched area (BGR)
 CHANGED = (0, 0, 255)  # red boxes around changed regions
@@ -29,6 +38,7 @@ class ZoneOutline:
     mask: np.ndarray | None
     colour: tuple[int, int, int]
     bold: bool = False
+    contours: Sequence[np.ndarray] | None = None  # the mask's outline, when already found (see zone_contours)
 
 
 def draw_zones(image: np.ndarray, zones: Sequence[ZoneOutline]) -> None:
@@ -39,8 +49,7 @@ def draw_zones(image: np.ndarray, zones: Sequence[ZoneOutline]) -> None:
     thin = max(1, round(max(image.shape[:2]) / 400))
     scale = max(0.35, image.shape[0] / 900)
     for zone in zones:
-        mask = zone.mask if zone.mask is not None else np.ones(image.shape[:2], bool)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours = zone.contours if zone.contours is not None else zone_contours(zone.mask, image.shape[:2])
         cv2.drawContours(image, contours, -1, zone.colour, thin * 3 if zone.bold else thin)
         x, y, _, _ = cv2.boundingRect(np.concatenate(contours))
         (w, h), base = cv2.getTextSize(zone.label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -48,6 +57,18 @@ def draw_zones(image: np.ndarray, zones: Sequence[ZoneOutline]) -> None:
         y = min(max(y + 3, 0), max(image.shape[0] - h - base - 3, 0))
         cv2.rectangle(image, (x, y), (x + w + 4, y + h + base + 2), (0, 0, 0), -1)
         cv2.putText(image, zone.label, (x + 2, y + h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, zone.colour, 1, cv2.LINE_AA)
+
+
+def zone_contours(mask: np.ndarray | None, shape: tuple[int, ...]) -> Sequence[np.ndarray]:
+    """The outline of ``mask`` (None: a frame of ``shape``) as :func:`draw_zones` draws it.
+
+    Finding it costs about as much as encoding a frame: whoever draws the
+    same mask on every frame finds it once and passes it in ``ZoneOutline.contours``.
+    """
+    if mask is None:
+        mask = np.ones(shape[:2], bool)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return tuple(contours)
 
 
 def annotate(

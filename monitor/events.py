@@ -36,12 +36,15 @@ WARN_EVERY = 60.0  # seconds between two reports of the same recurring disk prob
 
 
 def _describe(record: EventRecord) -> str:
+    if record.type in ("armed", "disarmed"):  # issue 14
+        extra = record.extra
+        return f"{record.zone}: {record.type} by {extra.get('by')} ({extra.get('reason')}) at frame {record.frame}"
     if record.type == "state":
         was = record.extra.get("previous")
         text = f"{record.zone}: {record.extra.get('state')}" + (f" (was {was})" if was else "")
         return f"{text} at frame {record.frame}" + (f": snapshot {record.snapshot}" if record.snapshot else "")
-    where = f" in {record.zone}" if record.zone is not None else ""
-    text = f"{record.type.replace('_', ' ')}{where} at frame {record.frame}"
+    where = f"{record.zone}: " if record.zone is not None else ""
+    text = f"{where}{record.type.replace('_', ' ')} at frame {record.frame}"
     details = []
     if record.score is not None:
         details.append(f"score {record.score:.3f}")

@@ -36,3 +36,7 @@ class SourceError(MonitorError, RuntimeError):
 
 class OutputError(MonitorError, RuntimeError):
     """A GPIO output could not be set up."""
+
+
+class CommandError(MonitorError, ValueError):
+    """An arm or disarm command names no zone, or asks for an impossible duration."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from monitor.config import Config, MaskConfig
+from monitor.config import Config, MaskConfig, ZoneConfig, area_in_pixels
 from monitor.exc import ConfigError
 from monitor.images import ImageFileError, read_gray
 
@@ -38,16 +38,9 @@ def build_mask(config: MaskConfig, *, width: int, height: int) -> np.ndarray | N
         watched[:] = 255
     if config.image is not None:
         try:
-            image = read_gray(config.image)
+            image = read_gray(config.image, size=(width, height))
         except ImageFileError as exc:
             raise ConfigError([f"mask.image: {exc}"]) from None
-        if image.shape != (height, width):
-            raise ConfigError(
-                [
-                    f"mask.image: {config.image} is {image.shape[1]}x{image.shape[0]}, "
-                    f"expected the frame size {width}x{height}"
-                ]
-            )
         watched[image < 128] = 0
     for polygon in polygons_in_pixels(config.exclude, units=config.units, width=width, height=height):
         cv2.fillPoly(watched, [polygon], 0)
@@ -69,9 +62,20 @@ def zone_masks(config: Config) -> dict[str, np.ndarray | None]:
     problems: list[str] = []
     for name, zone in config.zones.items():
         try:
-            masks[name] = build_mask(zone.mask, width=width, height=height)
+            masks[name] = mask = build_mask(zone.mask, width=width, height=height)
         except ConfigError as exc:
             problems.extend(f"{config.zone_key(name)}{problem}" for problem in exc.problems)
+            continue
+        watched = width * height if mask is None else int(np.count_nonzero(mask))
+        for key, area in (("detection.min_area", zone.detection.min_area), ("activity.min_area", _activity_area(zone))):
+            if area is not None and area_in_pixels(area, watched) > watched:
+                problems.append(
+                    f"{config.zone_key(name)}{key}: {area} pixels is more than the {watched} pixels the zone watches"
+                )
     if problems:
         raise ConfigError(problems)
     return masks
+
+
+def _activity_area(zone: ZoneConfig) -> int | str | None:
+    return None if zone.activity is None else zone.activity.min_area

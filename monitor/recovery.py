@@ -14,7 +14,7 @@ from collections.abc import Callable
 from monitor.exc import SourceError
 from monitor.sources import FrameSource
 
-__all__ = ["MAX_BACKOFF", "Recovery"]
+__all__ = ["MAX_BACKOFF", "Recovery", "reopen", "swap_source"]
 
 _log = logging.getLogger(__name__)
 
@@ -89,3 +89,27 @@ class Recovery:
         _log.info("camera found again after %.1f s", seconds)
         self._lost_since = None
         return seconds
+
+
+def swap_source(running: FrameSource, new: FrameSource) -> None:
+    """Close ``running`` and open ``new`` in its place (a reload asked for another source).
+
+    The running one is closed first: a camera cannot be opened twice. If
+    ``new`` cannot open, ``running`` is opened again (see :func:`reopen`) and
+    the SourceError raised.
+    """
+    running.close()
+    try:
+        new.open()
+    except SourceError:
+        new.close()
+        reopen(running)
+        raise
+
+
+def reopen(source: FrameSource) -> None:
+    """Open ``source`` again; if it cannot, say so and leave it to the next read, which the loop recovers from."""
+    try:
+        source.open()
+    except SourceError as exc:
+        _log.warning("%s", exc)

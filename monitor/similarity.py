@@ -151,6 +151,9 @@ class _ReferenceTerms:
     x: np.ndarray  # reference - shift, int16: exact, half the size of float32
     mx2: np.ndarray  # 2 E[x], float32
     vx_c2: np.ndarray  # var(x) + C2, float32
+    # Kept for a state comparator only (see _state_maps): 2 ux and ux^2 + C1, float32.
+    ux2: np.ndarray | None = None
+    uxx_c1: np.ndarray | None = None
 
 
 class Comparator:
@@ -214,6 +217,10 @@ class Comparator:
         comparator._init(
             list(references), zones=[mask], method=method, local_level=local_level, min_box_area=0, downscale=downscale
         )
+        if method == "ssim":
+            for terms in comparator._terms:
+                terms.ux2 = terms.mx2 + np.float32(2 * terms.shift)
+                terms.uxx_c1 = np.square(terms.ux2 * np.float32(0.5)) + np.float32(C1)
         return comparator
 
     def _init(
@@ -319,7 +326,7 @@ class Comparator:
         self._a = np.empty(strip_shape, f32)
         self._b = np.empty(strip_shape, f32)
         self._c = np.empty(strip_shape, f32)
-        self._more: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._more: tuple[np.ndarray, ...] | None = None
         self._small = np.empty(self._work_size[::-1], np.uint8) if n > 1 else None
 
     @staticmethod
@@ -360,8 +367,28 @@ class Comparator:
         self._terms[0] = self._reference_terms(reference)
         self.references[0] = reference
 
+    def crop_of(self, frame: np.ndarray) -> np.ndarray:
+        """A copy of the part of ``frame`` this comparator looks at (its zones' box plus context, at work size).
+
+        Keep it to hand back to :meth:`set_reference_crop` later: an activity
+        zone compares each frame with one from a moment before.
+        """
+        self._check_frame(frame)
+        return np.array(self._to_work_size(frame, out=None)[self._crop])
+
+    def set_reference_crop(self, crop: np.ndarray) -> None:
+        """Make an earlier frame's :meth:`crop_of` the (only) reference."""
+        if len(self._terms) != 1:
+            raise ComparisonError("set_reference_crop: this comparator has several references")
+        if crop.shape != self._union.shape or crop.dtype != np.uint8:
+            raise ComparisonError(f"expected a crop of shape {self._union.shape}, got {crop.dtype} {crop.shape}")
+        self._forget_last()
+        self._terms[0] = self._terms_of_crop(crop)
+
     def _reference_terms(self, reference: np.ndarray) -> _ReferenceTerms:
-        crop = self._to_work_size(reference, out=None)[self._crop]
+        return self._terms_of_crop(self._to_work_size(reference, out=None)[self._crop])
+
+    def _terms_of_crop(self, crop: np.ndarray) -> _ReferenceTerms:
         # Second moments are taken of (pixel - shift), with the image's (rounded) mean
         # as the shift: it keeps float32 sums small, so variance = E[x^2] - E[x]^2
         # loses far fewer digits to cancellation. Frames get their own (see _strip_map).
@@ -470,31 +497,40 @@ class Comparator:
     def _state_maps(self, frame_rows: np.ndarray, rows: slice, *, t: int) -> Iterator[np.ndarray]:
         """The map of these rows against each reference in turn, sharing the frame's own terms.
 
-        The frame's y, my and -vy are filtered once and kept in three buffers;
-        per reference only the cross term is filtered. Each map is in ``_c``
-        until the next is asked for.
+        The frame's y, my, -vy, uy and uy^2 are made once and kept; per reference
+        only the cross term is filtered, and luminance is taken in its plain form
+        (2 ux uy + C1) / (ux^2 + uy^2 + C1) with 2 ux and ux^2 + C1 kept from the
+        reference: nine array operations and one filter per extra state. Each
+        map is in ``_c`` until the next is asked for.
         """
         count = frame_rows.shape[0]
         if self._more is None:
-            self._more = (np.empty_like(self._a), np.empty_like(self._a), np.empty_like(self._a))
-        y, my, nvy = self._a[:count], self._b[:count], self._more[0][:count]
-        c, e, f = self._c[:count], self._more[1][:count], self._more[2][:count]
+            self._more = tuple(np.empty_like(self._a) for _ in range(5))
+        y, my, c = self._a[:count], self._b[:count], self._c[:count]
+        nvy, uy, uyy, e, f = (buffer[:count] for buffer in self._more)
         np.subtract(frame_rows, np.float32(t), out=y, dtype=np.float32)
         np.multiply(y, y, out=nvy)
         _gaussian(nvy, out=nvy, column=_COLUMN_NEG)  # -syy
         _gaussian(y, out=my)
         cv2.accumulateSquare(my, nvy)  # -vy
+        structure = self.method == "ssim-structure"
+        if not structure:
+            np.add(my, np.float32(t), out=uy)
+            np.multiply(uy, uy, out=uyy)
         for terms in self._terms:
             mx2 = terms.mx2[rows]
             cv2.multiply(y, terms.x[rows], dst=c, dtype=cv2.CV_32F)
             _gaussian(c, out=c, column=_COLUMN_NEG2, delta=-C2)  # -(2 sxy + C2)
             cv2.accumulateProduct(mx2, my, c)  # minus the contrast-structure numerator
             np.subtract(terms.vx_c2[rows], nvy, out=e)  # contrast-structure denominator
-            if self.method == "ssim-structure":
-                cv2.divide(c, e, dst=c, scale=-1.0)
-            else:
-                cv2.divide(c, e, dst=c)
-                _luminance_times(c, mx2, my, s=float(terms.shift), t=t, n=e, scratch=f)
+            if not structure:
+                assert terms.ux2 is not None and terms.uxx_c1 is not None
+                cv2.multiply(terms.ux2[rows], uy, dst=f)
+                np.add(f, np.float32(C1), out=f)  # luminance numerator
+                c *= f
+                np.add(terms.uxx_c1[rows], uyy, out=f)  # luminance denominator
+                e *= f
+            cv2.divide(c, e, dst=c, scale=-1.0)
             yield c
 
     def score(self, frame: np.ndarray) -> float:
@@ -523,7 +559,7 @@ class Comparator:
 
     def _scratch(self) -> np.ndarray:
         # One reference: _a (my) is spent once the map is made. Several: _a holds y for the next one.
-        return self._a if self._more is None else self._more[2]
+        return self._a if self._more is None else self._more[4]
 
     def _finish(self, zone: _Zone) -> Comparison:
         if zone.mask_u8 is not None:

@@ -20,7 +20,19 @@ from monitor.detector import EventEnd, EventStart, StateChange
 __all__ = ["EventRecord", "FrameStatus", "Listener", "Scene", "Verdict", "iso_time"]
 
 State = Literal["unchanged", "changed", "settling", "camera_lost"]
-EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "tamper_start", "tamper_end"]
+EventType = Literal[
+    "event_start",
+    "event_end",
+    "state",
+    "camera_lost",
+    "camera_found",
+    "armed",
+    "disarmed",
+    "tamper_start",
+    "tamper_end",
+]
+# Records of these types describe no comparison: no score, changed_fraction or boxes in their line.
+_UNSCORED = ("state", "armed", "disarmed", "tamper_start", "tamper_end")
 Box = tuple[int, int, int, int]
 
 
@@ -45,9 +57,14 @@ class Scene:
 class Verdict:
     """What one zone made of one frame.
 
-    ``kind``: ``change`` (compared with the scene's reference) or ``state``
-    (compared with each of its state references). ``score``: a change zone's
-    masked mean similarity, a state zone's best state's. ``state``: a change
+    ``kind``: ``change`` (compared with the scene's reference), ``state``
+    (compared with each of its state references) or ``activity`` (compared
+    with the frame a moment before). ``score``: a change zone's masked mean
+    similarity, a state zone's best state's, an activity zone's against that
+    earlier frame (NaN until there is one). ``below``: the frame counts
+    against the zone (under the threshold or over ``min_area``, matching no
+    state, or showing movement). ``changed_pixels``: watched pixels whose local
+    similarity is under ``local_level``, in frame pixels. ``state``: a change
     zone's ``unchanged``/``changed``; a state zone's current state (``unknown``
     when no state matches), None before its first decision. ``settling``: the
     frame was one of those ignored after the camera (re)opened.
@@ -58,13 +75,14 @@ class Verdict:
     """
 
     zone: str
-    kind: Literal["change", "state"]
+    kind: Literal["change", "state", "activity"]
     score: float
     state: str | None
     settling: bool
     active: bool
     threshold: float
     clear_threshold: float
+    below: bool
     changed_fraction: float | None = None
     changed_pixels: int | None = None
     scores: Mapping[str, float] | None = None
@@ -72,11 +90,7 @@ class Verdict:
     started: EventStart | None = None
     ended: EventEnd | None = None
     changed_to: StateChange | None = None
-
-    @property
-    def below(self) -> bool:
-        """The frame counts against the zone: under the threshold (change), or matching no state."""
-        return not self.score >= self.threshold  # NaN counts as below
+    armed: bool = True  # False: disarmed (issue 14): scored, but starts no event and drives no pin
 
     @property
     def word(self) -> str:
@@ -86,7 +100,7 @@ class Verdict:
                 return "changed"
             return "settling" if self.settling else "unchanged"
         if self.state is None:
-            return "settling" if self.settling else "waiting"
+            return "settling" if self.settling else "unknown" if self.kind == "activity" else "waiting"
         return self.state
 
 
@@ -174,7 +188,7 @@ class EventRecord:
         out: dict[str, Any] = {"type": self.type, "time": iso_time(self.time), "frame": self.frame}
         if self.zone is not None:
             out["zone"] = self.zone
-        if self.type not in ("state", "tamper_start", "tamper_end"):
+        if self.type not in _UNSCORED:
             out["score"] = None if self.score is None else round(self.score, 5)
             out["changed_fraction"] = None if self.changed_fraction is None else round(self.changed_fraction, 5)
             out["boxes"] = [list(box) for box in self.boxes]

@@ -32,7 +32,7 @@ import numpy as np
 
 from monitor.exc import MonitorError
 
-__all__ = ["MIN_SCORES", "StateMargin", "Suggestion", "state_margin", "suggest_thresholds"]
+__all__ = ["MIN_SCORES", "StateMargin", "Suggestion", "area_spread", "state_margin", "suggest_thresholds"]
 
 MIN_SCORES = 10
 ROBUST_FRACTION = 0.3  # share of changed frames the suggestion is built to withstand
@@ -195,3 +195,11 @@ def state_margin(scores: Sequence[Mapping[str, float] | None], *, threshold: flo
         runner_up=float(np.median(second)) if second else None,
         margin=float(np.percentile(gaps, 5)) if gaps is not None else None,
     )
+
+
+def area_spread(pixels: Sequence[int]) -> str:
+    """The spread of changed-pixel counts in a few words: median, 99th percentile, max."""
+    if not pixels:
+        return "no frames"
+    p50, p99 = np.percentile(np.asarray(pixels, dtype=np.float64), [50, 99])
+    return f"median {p50:.0f}, 99% {p99:.0f}, max {max(pixels)} over {len(pixels)} frames"

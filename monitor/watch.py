@@ -17,15 +17,17 @@ is the one thing here that touches the disk, once, when a set is built.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import math
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monitor.adapt import LightSwitch, ReferenceAdapter
-from monitor.config import Config, DetectionConfig, ZoneConfig
-from monitor.detector import Detector, EventEnd, EventStart, StateDetector
+from monitor.config import Config, DetectionConfig, ZoneConfig, area_in_pixels
+from monitor.detector import ActivityDetector, Detector, EventEnd, EventStart, StateDetector
 from monitor.exc import ComparisonError, ConfigError, ReferenceImageError
 from monitor.images import ImageFileError, read_gray
 from monitor.mask import zone_masks
@@ -40,16 +42,9 @@ _log = logging.getLogger(__name__)
 
 def _read_frame_sized(path: Path, config: Config, *, what: str, fix: str) -> np.ndarray:
     try:
-        image = read_gray(path)
+        return read_gray(path, size=(config.source.width, config.source.height))
     except ImageFileError as exc:
         raise ReferenceImageError(f"{what} {exc}; {fix}") from None
-    width, height = config.source.width, config.source.height
-    if image.shape != (height, width):
-        raise ReferenceImageError(
-            f"{what} {path}: is {image.shape[1]}x{image.shape[0]}, expected the frame size "
-            f"{width}x{height} (source.width x source.height); {fix}"
-        )
-    return image
 
 
 def load_reference(config: Config, *, config_path: Path | str = "CONFIG") -> np.ndarray:
@@ -99,15 +94,32 @@ class _ChangeGroup:
     names: list[str]
 
 
+def _watched(mask: np.ndarray | None, shape: tuple[int, int]) -> int:
+    return shape[0] * shape[1] if mask is None else int(np.count_nonzero(mask))
+
+
 class _ChangeWatch:
     """A change zone: its score against the scene's reference, its events."""
 
     kind = "change"
 
-    def __init__(self, name: str, zone: ZoneConfig) -> None:
+    def __init__(self, name: str, zone: ZoneConfig, mask: np.ndarray | None, shape: tuple[int, int]) -> None:
         self.name = name
         self.zone = zone
-        self.detector = Detector.from_config(zone.detection)
+        area = zone.detection.min_area
+        self.min_area = None if area is None else area_in_pixels(area, _watched(mask, shape))
+        self.detector = Detector.from_config(zone.detection, min_area=self.min_area)
+
+    def settle(self) -> None:
+        self.detector.settle()
+
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running change zone's detector (its open event), under this zone's thresholds."""
+        if not isinstance(old, _ChangeWatch):
+            return False
+        old.detector.reconfigure(self.zone.detection, min_area=self.min_area)
+        self.detector = old.detector
+        return True
 
     def judge(
         self,
@@ -118,11 +130,15 @@ class _ChangeWatch:
         *,
         frame: int,
         now: float,
+        armed: bool = True,
         hold: bool = False,
     ) -> Verdict:
         detector = self.detector
         settling = detector.settling or hold
-        outcome = None if hold else detector.update(score, frame=frame, now=now)
+        # Disarmed, the detector is held (no run counts, no event starts); settling still counts down.
+        # Held for a tamper, nothing counts at all: the camera cannot be trusted.
+        counts = (armed or detector.settling) and not hold
+        outcome = detector.update(score, frame=frame, now=now, changed=changed[1]) if counts else None
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -134,11 +150,13 @@ class _ChangeWatch:
             active=detector.active,
             threshold=detector.threshold,
             clear_threshold=detector.clear_threshold,
+            below=detector.below(score, changed[1]),
             changed_fraction=changed[0],
             changed_pixels=changed[1],
             boxes=boxes,
             started=started,
             ended=outcome if isinstance(outcome, EventEnd) else None,
+            armed=armed,
         )
 
 
@@ -164,7 +182,18 @@ class _StateWatch:
         self.detector = StateDetector.from_config(detection)
         self.on_states = frozenset(zone.gpio.on_states or ())
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float, hold: bool = False) -> Verdict:
+    def settle(self) -> None:
+        self.detector.settle()
+
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running state zone's state, if it has the same states, under this zone's threshold."""
+        if not isinstance(old, _StateWatch) or old.states != self.states:
+            return False
+        old.detector.reconfigure(self.zone.detection)
+        self.detector = old.detector
+        return True
+
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True, hold: bool = False) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
         settling = detector.settling or hold
@@ -176,12 +205,108 @@ class _StateWatch:
             score=best,
             state=detector.state,
             settling=settling,
-            active=detector.state in self.on_states,
+            active=armed and detector.state in self.on_states,
             threshold=detector.threshold,
             clear_threshold=detector.threshold,
+            below=not best >= detector.threshold,
             scores=scores,
             changed_to=change,
+            armed=armed,
         )
+
+
+class _ActivityWatch:
+    """An activity zone: each frame against the one ``compare_seconds`` before, moving or still.
+
+    Keeps a small ring of the zone's crops (not whole frames), each with its
+    frame time, and compares the frame with the newest one at least
+    ``compare_seconds`` old. Movement is at least ``min_area`` pixels whose
+    local similarity is under ``local_level``; the mean is not used.
+    """
+
+    kind = "activity"
+
+    def __init__(
+        self, name: str, zone: ZoneConfig, mask: np.ndarray | None, shape: tuple[int, int], *, fps: float
+    ) -> None:
+        assert zone.activity is not None
+        self.name = name
+        self.zone = zone
+        self.activity = activity = zone.activity
+        detection = zone.detection
+        self.comparator = Comparator(
+            np.zeros(shape, np.uint8),  # a stand-in until the first crop old enough takes its place
+            mask=mask,
+            method=detection.method,
+            local_level=detection.local_level,
+            downscale=detection.downscale,
+        )
+        self.min_area = area_in_pixels(activity.min_area, _watched(mask, shape))
+        # A crop per frame for compare_seconds, twice over for a rate above fps; never unbounded.
+        self._ring: deque[tuple[float, np.ndarray]] = deque(maxlen=math.ceil(2 * activity.compare_seconds * fps) + 2)
+        self.detector = ActivityDetector(
+            still_after=activity.still_after,
+            trigger_frames=detection.trigger_frames,
+            settle_frames=detection.settle_frames,
+        )
+        self.on_states = frozenset(zone.gpio.on_states or ())
+
+    @property
+    def ring_bytes(self) -> int:
+        """What the ring holds now, in bytes."""
+        return sum(crop.nbytes for _, crop in self._ring)
+
+    def settle(self) -> None:
+        self.detector.settle()
+        self._ring.clear()  # frames from before the camera went are no measure of movement now
+
+    def take_over(self, old: _Watch) -> bool:
+        """Keep a running activity zone's state and clock, under this zone's times."""
+        if not isinstance(old, _ActivityWatch):
+            return False
+        old.detector.reconfigure(
+            still_after=self.activity.still_after,
+            trigger_frames=self.zone.detection.trigger_frames,
+            settle_frames=self.zone.detection.settle_frames,
+        )
+        self.detector = old.detector
+        return True
+
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True, hold: bool = False) -> Verdict:
+        ring = self._ring
+        if (ring and now < ring[-1][0]) or hold:
+            ring.clear()  # the clock stepped back, or the camera cannot be trusted (a tamper)
+        due = now - self.activity.compare_seconds
+        while len(ring) > 1 and ring[1][0] <= due:
+            ring.popleft()  # keep the newest crop that is old enough, and those younger
+        score, changed, movement = float("nan"), 0, None
+        if ring and ring[0][0] <= due:
+            self.comparator.set_reference_crop(ring[0][1])
+            result = self.comparator.compare(image, boxes=False)
+            score, changed = result.score, result.changed_pixels
+            movement = changed >= self.min_area
+        if not hold:
+            ring.append((now, self.comparator.crop_of(image)))
+        detector = self.detector
+        settling = detector.settling or hold
+        change = None if hold else detector.update(movement, frame=frame, now=now, scores={"changed_pixels": changed})
+        return Verdict(
+            zone=self.name,
+            kind="activity",
+            score=score,
+            state=detector.state,
+            settling=settling,
+            active=armed and detector.state in self.on_states,
+            armed=armed,
+            threshold=self.zone.detection.local_level,
+            clear_threshold=self.zone.detection.local_level,
+            below=bool(movement),
+            changed_pixels=changed,
+            changed_to=change,
+        )
+
+
+_Watch = _ChangeWatch | _StateWatch | _ActivityWatch
 
 
 class Watches:
@@ -206,10 +331,11 @@ class Watches:
             raise ReferenceImageError("reference: the change zones need the scene's reference")
         self.reference = reference
         self._groups: list[_ChangeGroup] = []
-        self._watches: list[_ChangeWatch | _StateWatch] = []
+        self._watches: list[_Watch] = []
         self._change: dict[str, tuple[_ChangeGroup, int]] = {}
         self._build(config, reference, state_references)
         self._scene: Scene | None = None
+        self._blank: np.ndarray | None = None
         self.adapter = self._make_adapter(config, reference)
         self.light_switch = self._make_light_switch(config)
         self.tamper = None if config.tamper is None else TamperCheck(config.tamper, self.picture)
@@ -246,12 +372,16 @@ class Watches:
             self._groups.append(group)
             for index, name in enumerate(names):
                 self._change[name] = (group, index)
+        shape = (config.source.height, config.source.width)
         for name, zone in config.zones.items():
-            watch: _ChangeWatch | _StateWatch
+            mask = self.masks[name]
+            watch: _Watch
             if zone.kind == "change":
-                watch = _ChangeWatch(name, zone)
+                watch = _ChangeWatch(name, zone, mask, shape)
+            elif zone.kind == "activity":
+                watch = _ActivityWatch(name, zone, mask, shape, fps=config.source.fps)
             else:
-                watch = _StateWatch(name, zone, state_references[name], self.masks[name])
+                watch = _StateWatch(name, zone, state_references[name], mask)
             self._watches.append(watch)
 
     def carry_over(self, running: Watches) -> list[str]:
@@ -266,12 +396,7 @@ class Watches:
         dropped = []
         for old in running._watches:
             new = mine.get(old.name)
-            if (isinstance(old, _ChangeWatch) and isinstance(new, _ChangeWatch)) or (
-                isinstance(old, _StateWatch) and isinstance(new, _StateWatch) and old.states == new.states
-            ):
-                old.detector.reconfigure(new.zone.detection)
-                new.detector = old.detector
-            else:
+            if new is None or not new.take_over(old):
                 dropped.append(old.name)
         if self.tamper is not None and running.tamper is not None:
             self.tamper.carry_over(running.tamper)
@@ -321,7 +446,11 @@ class Watches:
         """The picture to draw the zones on: the scene's reference, else the first state reference."""
         if self.reference is not None:
             return self.reference
-        first = next(watch for watch in self._watches if isinstance(watch, _StateWatch))
+        first = next((watch for watch in self._watches if isinstance(watch, _StateWatch)), None)
+        if first is None:  # activity zones only: no picture of how it should look
+            if self._blank is None:
+                self._blank = np.full(self.shape, 64, np.uint8)
+            return self._blank
         return first.comparator.reference
 
     @property
@@ -350,6 +479,8 @@ class Watches:
         """
         full = np.full(image.shape, np.nan, np.float32)
         for watch in self._watches:
+            if isinstance(watch, _ActivityWatch):
+                continue  # compared with a moment before, not with a picture
             if isinstance(watch, _ChangeWatch):
                 assert self.reference is not None
                 reference = self.reference
@@ -376,7 +507,7 @@ class Watches:
         watch = self._watch(name)
         return list(watch.states) if isinstance(watch, _StateWatch) else []
 
-    def _watch(self, name: str) -> _ChangeWatch | _StateWatch:
+    def _watch(self, name: str) -> _Watch:
         for watch in self._watches:
             if watch.name == name:
                 return watch
@@ -384,11 +515,15 @@ class Watches:
 
     # -- per frame ----------------------------------------------------------------
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float, hold: bool = False) -> tuple[Verdict, ...]:
+    def judge(
+        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = (), hold: bool = False
+    ) -> tuple[Verdict, ...]:
         """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
 
-        ``hold``: the camera cannot be trusted (a tamper): score, but start,
-        end and change nothing; the verdicts say ``settling``.
+        A zone in ``disarmed`` is scored all the same, but its change detector
+        is held (a state zone still follows its state) and its verdict is not
+        ``active``. ``hold``: the camera cannot be trusted (a tamper): score,
+        but start, end and change nothing; the verdicts say ``settling``.
         """
         results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
         for group in self._groups:
@@ -399,16 +534,17 @@ class Watches:
                 results[name] = (group.comparator, index, comparison.score, changed)
         verdicts = []
         for watch in self._watches:
+            armed = watch.name not in disarmed
             if isinstance(watch, _ChangeWatch):
-                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, hold=hold))
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed, hold=hold))
             else:
-                verdicts.append(watch.judge(image, frame=frame, now=now, hold=hold))
+                verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed, hold=hold))
         return tuple(verdicts)
 
     def settle(self) -> None:
         """The source just (re)opened: every zone ignores its next settle_frames frames."""
         for watch in self._watches:
-            watch.detector.settle()
+            watch.settle()
 
     def finish(self, *, frame: int, now: float) -> list[tuple[str, EventEnd]]:
         """Close every open event because frames stopped; (zone, end) for each."""

@@ -7,8 +7,12 @@
 #                                      none, the unit; enable it, start it if a reference exists
 #   systemd/install.sh uninstall       stop and remove all that, but keep /etc/monitor (config)
 #                                      and /var/lib/monitor (reference, events, snapshots)
-#   systemd/install.sh render-config F print config F as installed: reference, events.log and
-#                                      events.snapshots moved to /var/lib/monitor
+#   systemd/install.sh add-camera NAME another camera on this Pi, run by the template unit
+#                                      monitor@NAME: /etc/monitor/NAME.yaml if there is none
+#                                      (data under /var/lib/monitor/NAME, a status page port of
+#                                      its own), then `systemctl enable --now monitor@NAME`
+#   systemd/install.sh render-config F [DIR]  print config F as installed: reference, events.log
+#                                      and events.snapshots moved to DIR (/var/lib/monitor)
 #
 # Both are idempotent: running install again upgrades the project in the venv and restarts
 # the service; the config is never overwritten.
@@ -22,6 +26,11 @@ readonly CONFIG=$CONFIG_DIR/config.yaml
 readonly STATE_DIR=/var/lib/monitor
 readonly UNIT=/etc/systemd/system/$SERVICE.service
 readonly DROPIN_DIR=/etc/systemd/system/$SERVICE.service.d
+# The template for several cameras on one Pi: monitor@NAME reads /etc/monitor/NAME.yaml.
+readonly TEMPLATE=/etc/systemd/system/$SERVICE@.service
+readonly TEMPLATE_DROPIN_DIR=/etc/systemd/system/$SERVICE@.service.d
+# The first status page port add-camera hands out (the example config's is 8080).
+readonly FIRST_CAMERA_PORT=8081
 # The Python that makes the venv: the system's, so that --system-site-packages sees apt's
 # python3-picamera2 (it is tied to the system's libcamera and is not on PyPI).
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -38,22 +47,23 @@ require_root() {
 }
 
 # The config's data paths are relative to its folder, and /etc is read-only for the
-# service (ProtectSystem=strict): move what the daemon writes into its StateDirectory.
-# Only relative paths are changed, and comments stay.
+# service (ProtectSystem=strict): move what the daemon writes into its StateDirectory
+# (the second argument, /var/lib/monitor by default). Only relative paths are changed,
+# and comments stay.
 render_config() {
-    local source=$1
+    local source=$1 state_dir=${2:-$STATE_DIR}
     [ -r "$source" ] || die "$source: no such file"
     # A value to move: relative, not a comment, not quoted, not ~/..., not a {flow: mapping}.
     local relative="([^/[:space:]{#\"'~][^[:space:]]*)"
     sed -E \
-        -e "s|^(reference:[[:space:]]+)$relative|\\1$STATE_DIR/\\2|" \
+        -e "s|^(reference:[[:space:]]+)$relative|\\1$state_dir/\\2|" \
         -e "/^reference:[[:space:]]*(#.*)?\$/,/^[^[:space:]#]/{
-              s|^([[:space:]]+path:[[:space:]]+)$relative|\\1$STATE_DIR/\\2|
+              s|^([[:space:]]+path:[[:space:]]+)$relative|\\1$state_dir/\\2|
             }" \
         -e "/^events:/,/^[^[:space:]#]/{
-              s|^([[:space:]]+log:[[:space:]]+)$relative|\\1$STATE_DIR/\\2|
+              s|^([[:space:]]+log:[[:space:]]+)$relative|\\1$state_dir/\\2|
               /^[[:space:]]+snapshots:[[:space:]]+null([[:space:]]|\$)/b
-              s|^([[:space:]]+snapshots:[[:space:]]+)$relative|\\1$STATE_DIR/\\2|
+              s|^([[:space:]]+snapshots:[[:space:]]+)$relative|\\1$state_dir/\\2|
             }" \
         "$source"
 }
@@ -73,22 +83,23 @@ create_user() {
     done
 }
 
-# The unit asks for the video and gpio groups, and a missing group stops the service from
+# The units ask for the video and gpio groups, and a missing group stops the service from
 # starting at all (status 216/GROUP): on systems without one, ask only for those that exist.
+# $1: the unit's drop-in folder.
 write_group_dropin() {
-    local groups=() group
+    local dropin_dir=$1 groups=() group
     for group in video gpio; do
         getent group "$group" >/dev/null && groups+=("$group")
     done
     if [ "${#groups[@]}" -eq 2 ]; then
-        rm -f "$DROPIN_DIR/groups.conf"
-        rmdir "$DROPIN_DIR" 2>/dev/null || true
+        rm -f "$dropin_dir/groups.conf"
+        rmdir "$dropin_dir" 2>/dev/null || true
         return
     fi
-    say "group(s) missing, the service runs with only: ${groups[*]:-(none)}"
-    install -d -m 0755 "$DROPIN_DIR"
+    say "group(s) missing, $(basename "$dropin_dir" .d) runs with only: ${groups[*]:-(none)}"
+    install -d -m 0755 "$dropin_dir"
     printf '# Written by systemd/install.sh: only the groups this system has.\n[Service]\nSupplementaryGroups=\nSupplementaryGroups=%s\n' \
-        "${groups[*]:-}" >"$DROPIN_DIR/groups.conf"
+        "${groups[*]:-}" >"$dropin_dir/groups.conf"
 }
 
 install_venv() {
@@ -153,7 +164,9 @@ print(load_config(sys.argv[1]).reference.path)' "$CONFIG"
 
 install_unit() {
     install -m 0644 "$SOURCE/systemd/$SERVICE.service" "$UNIT"
-    write_group_dropin
+    install -m 0644 "$SOURCE/systemd/$SERVICE@.service" "$TEMPLATE"
+    write_group_dropin "$DROPIN_DIR"
+    write_group_dropin "$TEMPLATE_DROPIN_DIR"
     if systemd_running; then
         systemctl daemon-reload
     fi
@@ -182,8 +195,32 @@ cmd_install() {
     fi
 }
 
+# The template's instances: those systemd knows of, and those enabled (even if never started).
+camera_units() {
+    {
+        if systemd_running; then
+            systemctl list-units --all --plain --no-legend "$SERVICE@*.service" | awk '{print $1}'
+        fi
+        find /etc/systemd/system -path "*.wants/$SERVICE@?*.service" -printf '%f\n' 2>/dev/null
+    } | sort -u
+}
+
 cmd_uninstall() {
     require_root uninstall
+    local camera
+    for camera in $(camera_units); do
+        if systemd_running; then
+            systemctl disable --now "$camera" || true
+        else
+            systemctl disable "$camera" || true
+        fi
+        say "removed $camera"
+    done
+    if [ -e "$TEMPLATE" ] || [ -d "$TEMPLATE_DROPIN_DIR" ]; then
+        rm -f "$TEMPLATE"
+        rm -rf "$TEMPLATE_DROPIN_DIR"
+        say "removed $TEMPLATE"
+    fi
     if [ -e "$UNIT" ] || [ -d "$DROPIN_DIR" ]; then
         if systemd_running; then
             systemctl disable --now "$SERVICE.service" || true
@@ -210,12 +247,68 @@ cmd_uninstall() {
     say "kept $CONFIG_DIR and $STATE_DIR; remove them by hand if you no longer need them"
 }
 
+# The status page ports the configs in /etc/monitor ask for (one per line).
+configured_ports() {
+    "$VENV/bin/python" -c 'import sys
+from monitor.config import load_config
+from monitor.exc import ConfigError
+for path in sys.argv[1:]:
+    try:
+        http = load_config(path).http
+    except ConfigError:
+        continue
+    if http is not None:
+        print(http.port)' "$CONFIG_DIR"/*.yaml 2>/dev/null || true
+}
+
+cmd_add_camera() {
+    local name=$1
+    require_root "add-camera"
+    # Also a valid systemd instance name and a file name; not "config", the single service's.
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || die "camera name $name: use letters, digits, - and _"
+    [ "$name" != config ] || die "camera name config: that is the single service's /etc/monitor/config.yaml"
+    if [ ! -x "$VENV/bin/monitor" ] || [ ! -e "$TEMPLATE" ]; then
+        die "run 'make install' first"
+    fi
+    local config=$CONFIG_DIR/$name.yaml state_dir=$STATE_DIR/$name
+    # The service creates it too (StateDirectory=); capture-reference runs before that.
+    install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$state_dir"
+    if [ -e "$config" ]; then
+        say "keeping $config"
+    else
+        local rendered port used
+        rendered=$(mktemp)
+        render_config "$SOURCE/config.yaml" "$state_dir" >"$rendered"
+        # Every camera's status page needs a port of its own: the lowest that no config here uses.
+        if ! grep -q '^http:' "$rendered"; then
+            port=$FIRST_CAMERA_PORT
+            used=$(configured_ports)
+            while grep -qx "$port" <<<"$used"; do
+                port=$((port + 1))
+            done
+            printf '\n# Written by install.sh add-camera: this camera'"'"'s status page, on a port of its own.\nhttp:\n  host: 127.0.0.1\n  port: %s\n' \
+                "$port" >>"$rendered"
+        fi
+        say "writing $config (data paths under $state_dir${port:+, status page on port $port})"
+        install -o root -g "$SERVICE_USER" -m 0640 "$rendered" "$config"
+        rm -f "$rendered"
+    fi
+    "$VENV/bin/monitor" check "$config" || die "$config: fix the problems above, then run this again"
+    say "next: edit $config (source, mask, gpio; a pin and an mqtt.topic_prefix of its own), then"
+    say "  sudo -u $SERVICE_USER $VENV/bin/monitor capture-reference $config"
+    say "  sudo systemctl enable --now $SERVICE@$name"
+}
+
 case "${1:-}" in
     install) cmd_install ;;
     uninstall) cmd_uninstall ;;
-    render-config)
-        [ $# -eq 2 ] || die "usage: $0 render-config CONFIG"
-        render_config "$2"
+    add-camera)
+        [ $# -eq 2 ] || die "usage: $0 add-camera NAME"
+        cmd_add_camera "$2"
         ;;
-    *) die "usage: $0 install | uninstall | render-config CONFIG" ;;
+    render-config)
+        [ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: $0 render-config CONFIG [STATE_DIR]"
+        render_config "$2" "${3:-}"
+        ;;
+    *) die "usage: $0 install | uninstall | add-camera NAME | render-config CONFIG [STATE_DIR]" ;;
 esac

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,45 @@ gpio: {{pin: 17}}
 events: {{log: events.jsonl, snapshots: snapshots}}
 {extra}
 """
+
+
+def write_scene(
+    folder: Path, *, frames: int, placements: list[tuple[range, tuple[int, int], np.ndarray]], fps: float = 25.0
+) -> Path:
+    """Write an MJPG clip of the photo with noise and, in each range, ``patch`` with its top-left corner at (x, y)."""
+
+    def where(index: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+        return [(place, patch) for during, place, patch in placements if index in during]
+
+    return write_moving(folder, frames=frames, where=where, fps=fps)
+
+
+def write_moving(
+    folder: Path,
+    *,
+    frames: int,
+    where: Callable[[int], list[tuple[tuple[int, int], np.ndarray]]],
+    fps: float = 25.0,
+) -> Path:
+    """Write an MJPG clip of the photo with noise and, in frame i, each patch ``where(i)`` gives at its (x, y)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = background()
+    rng = np.random.default_rng(5)
+    video = folder / "scene.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), fps, (WIDTH, HEIGHT), isColor=False)
+    assert writer.isOpened()
+    for index in range(frames):
+        frame = base.astype(np.float32) + rng.normal(0, 1.5, base.shape).astype(np.float32)
+        for (x, y), patch in where(index):
+            frame[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+        writer.write(np.clip(frame, 0, 255).astype(np.uint8))
+    writer.release()
+    return video
+
+
+def other_patch() -> np.ndarray:
+    """Something that is neither the cup nor the empty background: a piece of the astronaut photo."""
+    from skimage import data
+
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)[30:230, 160:410]
+    return cv2.resize(face, (50, 40), interpolation=cv2.INTER_AREA)

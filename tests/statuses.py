@@ -36,6 +36,7 @@ def change(
         active=changed,
         threshold=threshold,
         clear_threshold=clear_threshold,
+        below=score < threshold,
         changed_fraction=fraction,
         changed_pixels=round(fraction * 10_000),
         boxes=list(boxes),
@@ -61,6 +62,7 @@ def state(
         active=current in on_states,
         threshold=threshold,
         clear_threshold=threshold,
+        below=max(scores.values()) < threshold,
         scores=dict(scores),
     )
 

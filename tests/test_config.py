@@ -158,3 +158,106 @@ def test_default_paths_resolve_against_the_config_folder_too(write_config: Write
     assert config.reference.path == tmp_path / "reference.png"
     assert config.events.log == tmp_path / "events.jsonl"
     assert config.events.snapshots == tmp_path / "snapshots"
+
+
+# --- zones ---------------------------------------------------------------------------------------
+
+SQUARE = "[[[0, 0], [50, 0], [50, 50]]]"
+
+
+def test_a_zone_takes_the_top_level_detection_and_overrides_its_own_keys() -> None:
+    config = parse_config(
+        f"detection: {{threshold: 0.8, clear_threshold: 0.85, trigger_frames: 4}}\n"
+        f"zones:\n  door: {{mask: {{include: {SQUARE}}}, detection: {{threshold: 0.82}}, gpio: {{pin: 17}}}}\n"
+        f"  porch: {{mask: {{include: {SQUARE}}}}}\n"
+    )
+    door, porch = config.zones["door"], config.zones["porch"]
+    assert (door.detection.threshold, door.detection.clear_threshold, door.detection.trigger_frames) == (0.82, 0.85, 4)
+    assert (porch.detection.threshold, porch.gpio.pin) == (0.8, None)  # in zones:, no pin unless one is named
+    assert not config.legacy_zone and door.kind == porch.kind == "change"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            f"mask: {{include: {SQUARE}}}\nzones: {{door: {{}}}}",
+            "mask: with zones:, each zone has its own mask: move it",
+        ),
+        ("gpio: {pin: 17}\nzones: {door: {}}", "gpio: with zones:, each zone has its own gpio: move it"),
+        (
+            "zones: {door: {gpio: {pin: 17}}, gate: {gpio: {pin: GPIO17}}}",
+            "zones.gate.gpio.pin: GPIO17 is already the pin of zone 'door'",
+        ),
+        ("zones: {Door: {}}", "zones: 'Door': must be 1-32 characters of a-z, 0-9, _ and -"),
+        ("zones: {door: {}, door: {}}", "line 1: not valid YAML: the key 'door' appears twice in one mapping"),
+        ("zones: {}", "zones: needs at least one zone"),
+        (
+            "zones: {door: {mask: {include: [[[0, 0], [700, 0], [9, 9]]]}}}",
+            "zones.door.mask.include[0]: point [700, 0] is outside the frame",
+        ),
+        (
+            "zones: {door: {detection: {threshold: 0.95}}}",
+            "zones.door.detection.clear_threshold: must be at or above threshold (0.95)",
+        ),
+        (
+            "zones: {door: {detection: {treshold: 0.9}}}",
+            "zones.door.detection.treshold: unknown key (did you mean 'threshold'?)",
+        ),
+        (
+            "zones: {door: {detection: {lightswitch_fraction: 0.8}}}",
+            "zones.door.detection.lightswitch_fraction: applies to the whole frame",
+        ),
+        ("zones: {door: {gpio: {on_states: [open]}}}", "zones.door.gpio.on_states: only for a state zone"),
+        (
+            "zones: {shelf: {states: {full: a.png}, gpio: {on_states: [empty]}}}",
+            "zones.shelf.gpio.on_states: 'empty' is not a state of this zone (expected: full, unknown)",
+        ),
+        (
+            "zones: {shelf: {states: {unknown: a.png}}}",
+            "zones.shelf.states.unknown: is the state of a zone that matches none of its states",
+        ),
+        ("zones: {shelf: {states: {Full: a.png}}}", "zones.shelf.states.'Full': must be 1-32 characters"),
+        ("zones: {shelf: {states: {}}}", "zones.shelf.states: a state zone needs at least one state"),
+        ("zones: {door: {mask: {inclde: []}}}", "zones.door.mask.inclde: unknown key (did you mean 'include'?)"),
+        ("zones: {belt: {activity: {}, states: {x: a.png}}}", "zones.belt.activity: an activity zone has the states"),
+        ("zones: {belt: {activity: {}, detection: {min_area: 40}}}", "zones.belt.detection.min_area: an activity zone"),
+        ("zones: {belt: {activity: {compare_seconds: 0}}}", "zones.belt.activity.compare_seconds: must be between"),
+        ("zones: {bed: {detection: {min_area: -1}}}", "zones.bed.detection.min_area: must be a number of pixels of 1"),
+        ("zones: {bed: {detection: {min_area: '120%'}}}", "zones.bed.detection.min_area: must be a share above 0%"),
+    ],
+)
+def test_each_zone_rule_is_one_line_naming_the_zone_and_key(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(problem.startswith(f"config.yaml: {expected}") for problem in found), found
+
+
+def test_a_config_without_zones_names_its_keys_as_written(tmp_path: Path) -> None:
+    assert problems("mask: {include: [[[0, 0], [700, 0], [9, 9]]]}") == [
+        "config.yaml: mask.include[0]: point [700, 0] is outside the frame (expected pixels of the 640x480 frame: "
+        "x 0-640, y 0-480)"
+    ]
+    assert problems("gpio: {pin: 99}") == ["config.yaml: gpio.pin: must be a BCM pin number between 0 and 53, got 99"]
+
+
+def test_the_shipped_zones_example_is_valid_once_uncommented() -> None:
+    text = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    lines, skipping, in_zones = [], False, False
+    for line in text.splitlines():
+        if line.startswith(("mask:", "gpio:")):
+            skipping = True  # the top-level mask and gpio move into the zones
+            continue
+        if skipping and line.startswith(" "):
+            continue
+        skipping = False
+        if line.startswith("# zones:"):
+            in_zones = True
+        if (in_zones and line.startswith("#   ")) or line.startswith("# zones:"):
+            line = line[2:]
+        elif in_zones:
+            in_zones = False
+        lines.append(line)
+    config = parse_config("\n".join(lines))
+    assert list(config.zones) == ["door", "shelf", "porch", "belt"] and not config.legacy_zone
+    assert config.zones["belt"].kind == "activity"
+    assert config.zones["shelf"].kind == "state" and config.zones["door"].detection.threshold == 0.85

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
 from gpiozero.pins.mock import MockFactory
 
 from monitor.config import load_config
 from monitor.daemon import Monitor
-from monitor.events import ScoreTable, read_events
-from monitor.exc import ReferenceImageError
+from monitor.events import read_events
 from monitor.status import FrameStatus
 from tests.scenes import HEIGHT, WIDTH, clip_config, write_clip
 
@@ -46,6 +42,7 @@ def test_replay_finds_each_change_at_the_right_frames(tmp_path: Path, factory: M
         ("event_start", 57),
         ("event_end", 67),
     ]
+    assert {e["zone"] for e in events} == {"main"}  # a config without zones: is one zone, main
     assert monitor.frames == 80
     # The pin: off at start, on for each event, off at the end; nothing else.
     assert pin_levels(factory) == [False, True, False, True, False]
@@ -101,62 +98,6 @@ def test_settle_frames_never_start_an_event(tmp_path: Path, factory: MockFactory
     replay(path, factory)
     (start, _end) = read_events(tmp_path / "events.jsonl")
     assert start["frame"] == 12  # frames 0-9 settle; 10, 11, 12 are the three below
-
-
-def test_scores_csv_has_a_row_per_frame(tmp_path: Path, factory: MockFactory) -> None:
-    clip = write_clip(tmp_path, frames=30, changed=[range(10, 20)])
-    path = tmp_path / "config.yaml"
-    path.write_text(clip_config(clip))
-    with open(tmp_path / "scores.csv", "w", newline="") as scores:
-        replay(path, factory, listeners=[ScoreTable(scores)])
-    rows = list(csv.DictReader((tmp_path / "scores.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["frame", "time", "zone", "score", "changed_fraction", "changed_pixels", "below", "state"]
-    assert [int(r["frame"]) for r in rows] == list(range(30))
-    assert {r["zone"] for r in rows} == {"main"}
-    below = [int(r["below"]) for r in rows]
-    assert below[:10] == [0] * 10 and below[10:20] == [1] * 10 and below[20:] == [0] * 10
-    assert all((float(r["score"]) < 0.85) == bool(int(r["below"])) for r in rows)
-    states = [r["state"] for r in rows]
-    assert states[:2] == ["settling"] * 2  # as the status page and MQTT say it
-    assert states[11] == "unchanged" and states[12] == "changed" and states[22] == "unchanged"
-
-
-def test_image_folder_source_with_a_corrupt_file(tmp_path: Path, factory: MockFactory) -> None:
-    clip = write_clip(tmp_path, frames=1, changed=[])
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    base = cv2.imread(str(clip.reference), cv2.IMREAD_GRAYSCALE)
-    for i in range(12):
-        image = base.copy()
-        if 4 <= i < 9:
-            image[60:100, 90:140] = 255 - image[60:100, 90:140]
-        cv2.imwrite(str(frames / f"f{i:03d}.png"), image)
-    (frames / "f005.png").write_bytes(b"\x89PNG but not really")
-    (frames / "f010.png").unlink()
-    cv2.imwrite(str(frames / "f010.png"), np.zeros((50, 50), np.uint8))  # wrong size
-    path = tmp_path / "config.yaml"
-    path.write_text(clip_config(clip).replace("kind: opencv, device: clip.avi", "kind: images, device: frames"))
-    monitor = replay(path, factory)
-    assert monitor.frames == 10  # 12 files, one undecodable, one of the wrong size
-    assert [e["type"] for e in read_events(tmp_path / "events.jsonl")] == ["event_start", "event_end"]
-
-
-def test_missing_reference_names_the_fix(tmp_path: Path, factory: MockFactory) -> None:
-    clip = write_clip(tmp_path, frames=5, changed=[])
-    clip.reference.unlink()
-    path = tmp_path / "config.yaml"
-    path.write_text(clip_config(clip))
-    with pytest.raises(ReferenceImageError, match=r"no such file; capture one with: monitor capture-reference"):
-        Monitor(load_config(path), config_path=path, realtime=False, pin_factory=factory)
-
-
-def test_reference_of_another_size_is_refused(tmp_path: Path, factory: MockFactory) -> None:
-    clip = write_clip(tmp_path, frames=5, changed=[])
-    cv2.imwrite(str(clip.reference), np.zeros((10, 20), np.uint8))
-    path = tmp_path / "config.yaml"
-    path.write_text(clip_config(clip))
-    with pytest.raises(ReferenceImageError, match=r"is 20x10, expected the frame size 160x120"):
-        Monitor(load_config(path), config_path=path, realtime=False, pin_factory=factory)
 
 
 def test_stop_mid_event_closes_it_and_leaves_the_pin_off(tmp_path: Path, factory: MockFactory) -> None:

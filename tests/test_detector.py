@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import DetectionConfig
-from monitor.detector import Detector, EventEnd, EventStart
+from monitor.detector import Detector, EventEnd, EventStart, StateDetector
 from monitor.exc import ConfigError
 
 LOW, BAND, HIGH = 0.5, 0.91, 0.99  # below threshold, in the hysteresis band, clear
@@ -269,3 +269,51 @@ def test_starts_and_ends_alternate_and_match(
     else:
         assert end is not None and end.finished_early and end.start_frame == open_start.frame
     assert not detector.active
+
+
+# --- StateDetector -----------------------------------------------------------------------------
+
+
+def states(detector: StateDetector, frames: Sequence[dict[str, float]]) -> list[tuple[int, str, str | None]]:
+    changes = []
+    for index, scores in enumerate(frames):
+        change = detector.update(scores, frame=index, now=float(index))
+        if change is not None:
+            assert change.frame == index and change.scores == scores
+            changes.append((index, change.state, change.previous))
+    return changes
+
+
+FULL, EMPTY, NEITHER = {"full": 0.95, "empty": 0.5}, {"full": 0.6, "empty": 0.93}, {"full": 0.7, "empty": 0.72}
+
+
+def test_state_detector_names_the_best_state_over_the_threshold_else_unknown() -> None:
+    detector = StateDetector(threshold=0.9, trigger_frames=2, settle_frames=0)
+    frames = [FULL] * 3 + [EMPTY] * 3 + [NEITHER] * 3 + [FULL] * 2
+    assert states(detector, frames) == [
+        (1, "full", None),
+        (4, "empty", "full"),
+        (7, "unknown", "empty"),
+        (10, "full", "unknown"),
+    ]
+
+
+def test_state_detector_needs_the_candidate_for_trigger_frames_in_a_row() -> None:
+    detector = StateDetector(threshold=0.9, trigger_frames=3, settle_frames=0)
+    flicker = [FULL] * 3 + [EMPTY, EMPTY, FULL, EMPTY, EMPTY, NEITHER, EMPTY, EMPTY, EMPTY]
+    assert states(detector, flicker) == [(2, "full", None), (11, "empty", "full")]
+
+
+def test_state_detector_ignores_settle_frames_and_keeps_its_state_across_them() -> None:
+    detector = StateDetector(threshold=0.9, trigger_frames=1, settle_frames=2)
+    detector.settle()
+    assert states(detector, [EMPTY, EMPTY, FULL]) == [(2, "full", None)]
+    detector.settle()
+    assert detector.settling
+    assert states(detector, [EMPTY, EMPTY, FULL]) == []  # both junk frames ignored, still full
+    assert detector.state == "full"
+
+
+def test_a_nan_score_matches_no_state() -> None:
+    detector = StateDetector(threshold=0.9, trigger_frames=1, settle_frames=0)
+    assert detector.candidate({"full": float("nan"), "empty": 0.2}) == "unknown"

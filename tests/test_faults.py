@@ -293,7 +293,8 @@ def test_bad_frames_are_skipped_with_a_warning_and_counted(
     assert [e["type"] for e in read_events(tmp_path / "events.jsonl")] == ["event_start", "event_end"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "f001a.png" in warnings[0] and "f002a.png" in warnings[1] and "f003a.jpg" in warnings[2]
-    assert any(m.startswith("skipped frame") and "is 50x50, expected 160x120" in m for m in warnings)
+    # The one of another size is dropped by the folder from its header: never decoded nor handed to the loop.
+    assert not any(m.startswith("skipped frame") for m in warnings)
     assert levels(factory) == [False, True, False]
 
 

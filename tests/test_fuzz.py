@@ -274,7 +274,9 @@ def test_random_bytes_in_the_image_folder_are_skipped_and_counted(files: list[tu
                 assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
             else:
                 assert image.ndim == 2 and image.dtype == np.uint8 and image.size > 0
-        source = ImageFolderSource(SourceConfig(kind="images", device=str(folder)), realtime=False)
+        height, width = background().shape
+        config = SourceConfig(kind="images", device=str(folder), width=width, height=height)
+        source = ImageFolderSource(config, realtime=False)
         delivered = []
         with source:
             while (frame := source.read()) is not None:

@@ -56,7 +56,7 @@ def test_mask_image_combines_with_polygons(tmp_path: Path) -> None:
 
 def test_mask_image_of_the_wrong_size(tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "m.png"), np.zeros((10, 10), np.uint8))
-    with pytest.raises(ConfigError, match=r"mask.image: .*m\.png is 10x10, expected the frame size 64x48"):
+    with pytest.raises(ConfigError, match=r"mask.image: .*m\.png: is 10x10, expected the frame size 64x48"):
         build_mask(MaskConfig(image=tmp_path / "m.png"), width=64, height=48)
 
 

@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor.config import MqttConfig
+from monitor.config import MqttConfig, parse_config
 from monitor.exc import ConfigError
 from monitor.integrations.mqtt import MqttPublisher, node_id
 from monitor.status import EventRecord, FrameStatus
@@ -214,6 +214,34 @@ def test_node_id_and_default_prefix_are_safe_for_mqtt_and_home_assistant() -> No
     assert custom.event_topic == "home/porch/event"
 
 
+def test_two_cameras_on_one_host_with_their_own_prefixes_are_two_clients_and_two_devices(
+    broker: Broker, subscribe: Callable[..., Subscriber]
+) -> None:
+    # monitor@garage and monitor@porch on one Pi: same host name, default client ids.
+    publishers = [
+        MqttPublisher(MqttConfig(host="127.0.0.1", port=broker.port, topic_prefix=f"monitor/{name}"), hostname=HOST)
+        for name in ("garage", "porch")
+    ]
+    try:
+        for publisher in publishers:
+            publisher.start()
+        wait_until(lambda: all(p.connected for p in publishers), what="both publishers to connect")
+        time.sleep(1.5)  # a shared client id would have the broker drop one for the other by now
+        assert all(p.connected for p in publishers)
+        late = subscribe(broker.port, ["homeassistant/#"])
+        configs = {
+            name: json.loads(late.wait_for(f"homeassistant/binary_sensor/monitor_{name}/change/config")[0])
+            for name in ("garage", "porch")
+        }
+    finally:
+        for publisher in publishers:
+            publisher.close()
+    assert configs["garage"]["unique_id"] == "monitor_monitor_garage_change"
+    assert configs["garage"]["state_topic"] == "monitor/garage/state"
+    assert configs["porch"]["device"]["identifiers"] == ["monitor_monitor_porch"]
+    assert configs["porch"]["device"]["name"] == "Change monitor monitor/porch"
+
+
 def test_wildcards_in_the_prefix_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"mqtt\.topic_prefix"):
         MqttPublisher(MqttConfig(host="localhost", topic_prefix="monitor/+"))
@@ -232,10 +260,15 @@ def test_discovery_configs_and_availability_are_retained(
     broker: Broker, publish: Callable[..., MqttPublisher], subscribe: Callable[..., Subscriber]
 ) -> None:
     publish(device_class="opening")
-    # A client arriving later sees only what the broker retained.
-    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     binary_topic = f"homeassistant/binary_sensor/{HOST}/change/config"
     sensor_topic = f"homeassistant/sensor/{HOST}/score/config"
+    # paho sends what on_connect published after `connected` is set: once a first client has
+    # them, the broker holds them, and a later one can only get them as retained messages.
+    first = subscribe(broker.port, ["homeassistant/#"])
+    first.wait_for(binary_topic)
+    first.wait_for(sensor_topic)
+    # A client arriving later sees only what the broker retained.
+    late = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/availability"])
     late.wait_for(binary_topic)
     late.wait_for(sensor_topic)
     assert late.wait_for(f"{PREFIX}/availability") == [b"online"]
@@ -433,3 +466,64 @@ def test_username_and_password_file_authenticate(tmp_path: Path, caplog: pytest.
             assert not refused.connected
     finally:
         server.stop()
+
+
+ZONED = parse_config(
+    "zones:\n"
+    "  door: {mask: {include: [[[0, 0], [100, 0], [100, 100]]]}, gpio: {pin: 17}}\n"
+    "  shelf: {states: {full: full.png, empty: empty.png}}\n"
+).zones
+
+
+def test_each_zone_gets_its_entities_and_topics(
+    broker: Broker, publish: Callable[..., MqttPublisher], subscribe: Callable[..., Subscriber]
+) -> None:
+    live = subscribe(broker.port, ["homeassistant/#", f"{PREFIX}/#"])
+    config = MqttConfig(host="127.0.0.1", port=broker.port)
+    with MqttPublisher(config, zones=ZONED, hostname=HOST, client_id="test-zones") as publisher:
+        publisher.start()
+        wait_until(lambda: publisher.connected, what="the publisher to connect")
+        door_config = json.loads(live.wait_for(f"homeassistant/binary_sensor/{HOST}/door_change/config")[0])
+        shelf_config = json.loads(live.wait_for(f"homeassistant/sensor/{HOST}/shelf_state/config")[0])
+        scores = [
+            json.loads(live.wait_for(f"homeassistant/sensor/{HOST}/{z}_score/config")[0]) for z in ("door", "shelf")
+        ]
+
+        shelf_full = statuses.state("shelf", {"full": 0.95, "empty": 0.4}, current="full")
+        shelf_empty = statuses.state("shelf", {"full": 0.5, "empty": 0.94}, current="empty")
+        publisher.on_frame(
+            statuses.status(
+                1, statuses.change("door"), statuses.state("shelf", {"full": 0.9, "empty": 0.4}, current=None)
+            )
+        )
+        publisher.on_frame(statuses.status(2, statuses.change("door", score=0.5, changed=True), shelf_full))
+        publisher.on_frame(statuses.status(3, statuses.change("door"), shelf_empty))
+        assert live.wait_for(f"{PREFIX}/door/state", 3) == [b"OFF", b"ON", b"OFF"]
+        assert live.wait_for(f"{PREFIX}/shelf/state", 2) == [b"full", b"empty"]  # nothing before the first decision
+        assert live.wait_for(f"{PREFIX}/door/score")[0] == b"0.97000"
+
+    assert door_config["unique_id"] == f"monitor_{HOST}_door_change" and door_config["name"] == "door"
+    assert door_config["state_topic"] == f"{PREFIX}/door/state"
+    assert shelf_config["device_class"] == "enum" and shelf_config["options"] == ["full", "empty", "unknown"]
+    assert shelf_config["state_topic"] == f"{PREFIX}/shelf/state"
+    assert [s["state_topic"] for s in scores] == [f"{PREFIX}/door/score", f"{PREFIX}/shelf/score"]
+    assert len({json.dumps(c["device"]) for c in (door_config, shelf_config, *scores)}) == 1  # one device
+
+
+def test_an_activity_zone_is_a_moving_binary_sensor_on_when_moving() -> None:
+    from monitor.integrations.mqtt import _state_payload, discovery_messages, zone_topics
+
+    zones = parse_config("zones: {belt: {activity: {}}}").zones
+    [(topic, entity), _score] = discovery_messages(
+        discovery_prefix="homeassistant",
+        topic_prefix=PREFIX,
+        node=HOST,
+        device_class="problem",
+        device_name="x",
+        zones=zone_topics(PREFIX, zones),
+    )
+    assert topic == f"homeassistant/binary_sensor/{HOST}/belt_moving/config"
+    assert entity["device_class"] == "moving" and entity["state_topic"] == f"{PREFIX}/belt/state"
+    moving = statuses.state("belt", {"moving": 1.0}, current=None)
+    payloads = [_state_payload(replace(moving, kind="activity", state=state)) for state in (None, "moving", "still")]
+    assert payloads == [None, "ON", "OFF"]

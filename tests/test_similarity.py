@@ -317,3 +317,49 @@ def test_masked_score_is_the_mean_over_the_mask(data: st.DataObject) -> None:
     mask = data.draw(arrays(np.bool_, a.shape).filter(lambda m: m.any()))
     expected = skimage_map(a, b)[mask].mean()
     assert Comparator(a, mask=mask).score(b) == pytest.approx(expected, abs=TOLERANCE)
+
+
+# --- zones: one pass over several masks, several references over one mask ---------------------
+
+
+@pytest.mark.parametrize("method", ["ssim", "ssim-structure"])
+def test_each_zone_of_a_shared_pass_scores_what_its_own_comparator_scores(photo: np.ndarray, method: str) -> None:
+    frame = noisy(pasted(photo, 200, 150), 6)
+    zones = [mask for mask in masks_for(photo.shape).values() if mask is not None]
+    shared = Comparator(photo, zones=zones, method=method).compare_zones(frame)
+    for index, (zone, result) in enumerate(zip(zones, shared, strict=True)):
+        alone = Comparator(photo, mask=zone, method=method).compare(frame)
+        # Each zone's box is a part of the shared crop, whose frame mean differs: float32 rounding only.
+        assert result.score == pytest.approx(alone.score, abs=1e-5), index
+        assert result.changed_pixels == pytest.approx(alone.changed_pixels, abs=2), index
+
+
+def test_a_zone_of_a_shared_pass_boxes_only_its_own_change(photo: np.ndarray) -> None:
+    left, right = np.zeros(photo.shape, bool), np.zeros(photo.shape, bool)
+    left[:, :250] = True
+    right[:, 260:] = True
+    comparator = Comparator(photo, zones=[left, right])
+    first, second = comparator.compare_zones(pasted(photo, 300, 200))  # the cup lies in the right zone only
+    assert first.changed_pixels == 0 and comparator.boxes_of_last(0) == []
+    [(x, y, w, h)] = comparator.boxes_of_last(1)[:1]
+    assert 280 <= x <= 310 and 180 <= y <= 210 and w > 100 and h > 80
+    assert first.score > 0.99 > 0.9 > second.score
+
+
+def test_each_reference_of_a_state_comparator_scores_as_a_comparator_of_its_own(photo: np.ndarray) -> None:
+    mask = masks_for(photo.shape)["triangle"]
+    references = [photo, pasted(photo, 120, 100), shifted(photo, 4, 1), brighter(photo, 30)]
+    frame = noisy(pasted(photo, 120, 100), 4)
+    for method in ("ssim", "ssim-structure"):
+        states = Comparator.of_states(references, mask=mask, method=method).compare_references(frame)
+        alone = [Comparator(reference, mask=mask, method=method).score(frame) for reference in references]
+        assert states == pytest.approx(alone, abs=1e-6)
+        assert int(np.argmax(states)) == 1  # the cup's picture matches the frame with the cup
+
+
+def test_zones_and_references_must_fit_the_frame(photo: np.ndarray) -> None:
+    small = np.ones((10, 10), bool)
+    with pytest.raises(ComparisonError, match=r"zone 1's mask is \(10, 10\), expected the reference size 512x512"):
+        Comparator(photo, zones=[None, small])
+    with pytest.raises(ComparisonError, match="references differ in size: 512x512 and 256x256"):
+        Comparator.of_states([photo, photo[:256, :256].copy()])

@@ -19,9 +19,8 @@ import pytest
 from skimage import data
 
 from monitor.config import SourceConfig
-from monitor.exc import ConfigError, SourceError
+from monitor.exc import SourceError
 from monitor.sources import (
-    SOURCES,
     CameraSource,
     Frame,
     FrameSource,
@@ -270,11 +269,26 @@ def test_folder_in_name_order_as_gray(folder: Path) -> None:
     assert all(f.image.ndim == 2 and f.image.dtype == np.uint8 for f in frames)
 
 
-def test_images_of_another_size_are_delivered_as_they_are(folder: Path) -> None:
+def test_an_image_of_another_size_is_dropped_once_without_being_decoded(
+    folder: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cv2.imwrite(str(folder / "d.png"), cv2.resize(pan(1)[0], (2 * W, H)))
-    with ImageFolderSource(images_config(str(folder)), realtime=False) as source:
-        shapes = [f.image.shape for f in read_all(source)]
-    assert shapes == [(H, W), (H, W), (H, W), (H, 2 * W)]
+    decoded: list[tuple[int, ...]] = []
+    real_imdecode = cv2.imdecode
+
+    def imdecode(data: np.ndarray, flags: int) -> np.ndarray:
+        image = real_imdecode(data, flags)
+        decoded.append(image.shape)
+        return image
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+    source = ImageFolderSource(images_config(str(folder), loop=True), realtime=False)
+    with caplog.at_level(logging.WARNING, logger="monitor.sources"), source:
+        [source.read() for _ in range(7)]
+        assert source.skipped == 1  # dropped from the list: not counted (nor warned about) on every pass
+    assert all(shape[:2] == (H, W) for shape in decoded)  # the wrong one was never decoded
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"d.png: is {2 * W}x{H}, expected the frame size {W}x{H}" in warning
 
 
 def test_undecodable_file_is_skipped_and_counted(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -431,8 +445,7 @@ def test_closes_when_the_block_raises(clip: Path) -> None:
     assert not source.is_open
 
 
-def test_registry_and_make_source(clip: Path, folder: Path) -> None:
-    assert set(SOURCES) == {"picamera", "opencv", "images"}
+def test_make_source_picks_the_backend_for_the_device(clip: Path, folder: Path) -> None:
     source = make_source(SourceConfig(kind="opencv", device=str(clip)))
     assert type(source) is VideoFileSource and source.kind == "opencv" and not source.is_open
     assert type(make_source(SourceConfig(kind="opencv", device=0))) is CameraSource
@@ -451,12 +464,6 @@ def test_device_override_replays_a_recording_whatever_the_kind(clip: Path, folde
     assert type(make_source(camera_config, device=str(folder))) is ImageFolderSource
     assert type(make_source(camera_config, device=str(folder / "*.png"))) is ImageFolderSource
     assert type(make_source(camera_config, device=1)) is PiCameraSource
-
-
-def test_unknown_kind_is_a_config_error() -> None:
-    config = SourceConfig.model_construct(kind="webcam", device=0)  # skips validation, as a bug would
-    with pytest.raises(ConfigError, match=r"source\.kind"):
-        make_source(config)
 
 
 def test_importing_sources_does_not_import_picamera2() -> None:

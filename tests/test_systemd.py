@@ -23,6 +23,7 @@ from tests.notify_socket import NotifySocket
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "monitor.service"
+TEMPLATE = ROOT / "systemd" / "monitor@.service"
 INSTALL = ROOT / "systemd" / "install.sh"
 
 
@@ -350,6 +351,51 @@ def test_the_sandbox_keeps_the_exposure_score_low() -> None:
     assert result.returncode == 0, f"exposure {score.group(1)} > 2.0:\n{result.stdout}"
 
 
+def test_reload_needs_nothing_beyond_the_shell() -> None:
+    # /bin/kill is procps's, absent from minimal systems: reloads failed there with 203/EXEC.
+    unit = unit_settings(UNIT.read_text(encoding="utf-8"))
+    assert unit["Service.ExecReload"] == ["/bin/sh -c 'kill -HUP \"$$MAINPID\"'"]
+
+
+def test_the_template_unit_is_the_unit_with_per_camera_config_and_folders() -> None:
+    unit = unit_settings(UNIT.read_text(encoding="utf-8"))
+    template = unit_settings(TEMPLATE.read_text(encoding="utf-8"))
+    per_camera = {
+        "Unit.Description": ["Camera change monitor %i (SSIM against a reference picture, GPIO output)"],
+        "Service.ExecStart": [f"{installer_constant('VENV')}/bin/python -m monitor run /etc/monitor/%i.yaml"],
+        "Service.StateDirectory": ["monitor/%i"],
+        "Service.WorkingDirectory": ["/var/lib/monitor/%i"],
+        # Not under /run/monitor, which stopping monitor.service removes with all it holds.
+        "Service.RuntimeDirectory": ["monitor-%i"],
+        "Service.Environment": ["LG_WD=/run/monitor-%i"],
+    }
+    assert {key: template[key] for key in per_camera} == per_camera
+    # Everything else, the sandbox above all, is the same.
+    assert {k: v for k, v in template.items() if k not in per_camera} == {
+        k: v for k, v in unit.items() if k not in per_camera
+    }
+
+
+def test_systemd_analyze_verify_and_security_accept_an_instance_of_the_template(tmp_path: Path) -> None:
+    analyze = systemd_analyze()
+    (tmp_path / "monitor@.service").write_text(
+        TEMPLATE.read_text(encoding="utf-8").replace("/opt/monitor/venv/bin/python", sys.executable)
+    )
+    instance = tmp_path / "monitor@garage.service"
+    instance.symlink_to("monitor@.service")
+    result = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    result = subprocess.run(
+        [analyze, "security", "--offline=yes", "--threshold=20", "--no-pager", str(instance)],
+        capture_output=True,
+        text=True,
+    )
+    if "Unknown option" in result.stderr or "unrecognized option" in result.stderr:
+        pytest.skip(f"this systemd-analyze cannot score a unit file offline: {result.stderr.strip()}")
+    assert re.search(r"Overall exposure level for monitor@garage.service: (\d+\.\d)", result.stdout), result.stdout
+    assert result.returncode == 0, result.stdout
+
+
 # --- the installer ---
 
 
@@ -400,3 +446,17 @@ def test_absolute_paths_null_snapshots_and_the_long_reference_form_are_handled(t
     assert config.zones["main"].mask.image == Path("/etc/monitor/mask.png")  # read-only input: stays beside the config
     assert config.events.log == Path("/srv/monitor/events.jsonl")
     assert config.events.snapshots is None
+
+
+def test_a_camera_config_keeps_its_data_in_its_own_state_folder() -> None:
+    # `install.sh add-camera garage` renders the example into /var/lib/monitor/garage.
+    result = subprocess.run(
+        ["bash", str(INSTALL), "render-config", str(ROOT / "config.yaml"), "/var/lib/monitor/garage"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    config = parse_config(result.stdout, base_dir=Path("/etc/monitor"))
+    assert config.reference.path == Path("/var/lib/monitor/garage/reference.png")
+    assert config.events.log == Path("/var/lib/monitor/garage/events.jsonl")
+    assert config.events.snapshots == Path("/var/lib/monitor/garage/snapshots")

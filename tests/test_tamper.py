@@ -440,7 +440,7 @@ def test_status_page_metrics_and_home_assistant_see_the_reason(
         if sample.name == "monitor_tampers_total"
     }
     assert counts == {"covered": 1.0, "moved": 0.0, "defocused": 0.0, "frozen": 0.0}
-    discovery = json.loads(seen.payloads("homeassistant/binary_sensor/tamper-test/tamper/config")[-1])
+    discovery = json.loads(seen.payloads(f"homeassistant/binary_sensor/{publisher.node}/tamper/config")[-1])
     assert discovery["device_class"] == "tamper"
     assert discovery["state_topic"] == "monitor/tamper-test/tamper"
     assert seen.payloads("monitor/tamper-test/tamper") == [b"OFF", b"ON"]

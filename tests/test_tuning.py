@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -230,6 +231,20 @@ def test_writing_the_shipped_config_changes_exactly_the_two_values(tmp_path: Pat
     assert [b.split("#")[0].strip() for _, b in changed] == ["threshold: 0.951", "clear_threshold: 0.967"]
     assert all(a.split("#")[1] == b.split("#")[1] for a, b in changed)  # the comments stay
     assert path.stat().st_mode & 0o777 == 0o600  # a config may hold a token: its mode is kept
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's group to one this user is not in needs root")
+def test_writing_keeps_the_files_owner_and_group(tmp_path: Path) -> None:
+    # An installed config is root:monitor 0640; `sudo monitor tune --write` must leave the
+    # service able to read it (a new root:root file would make the next reload fail).
+    from monitor.config import update_config_file
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    path.chmod(0o640)
+    os.chown(path, 0, 1)  # group 1 (daemon): any group but root's
+    update_config_file(path, {"detection.threshold": 0.5})
+    assert (path.stat().st_uid, path.stat().st_gid, path.stat().st_mode & 0o777) == (0, 1, 0o640)
 
 
 def test_an_invalid_result_is_refused_and_nothing_is_written(tmp_path: Path) -> None:

@@ -4,17 +4,23 @@ Topics under ``<prefix>`` (default ``monitor/<hostname>``): ``availability``
 (``online``/``offline``, retained, ``offline`` also as the last will),
 ``event`` (one JSON object per event record, as written to the event log), and
 per zone ``<zone>/state`` (a change zone: ``ON`` during an event, ``OFF``
-otherwise; a state zone: its state's name; retained) and ``<zone>/score`` (at
+otherwise; a state zone: its state's name; an activity zone: ``ON`` while
+moving, ``OFF`` when still; retained) and ``<zone>/score`` (at
 most one per ``score_interval``). A config without ``zones:`` keeps the
 topics it always had, ``state`` and ``score`` right under the prefix, and the
 entities Home Assistant already knows.
 
 Home Assistant discovery makes one device with, per zone, a ``binary_sensor``
-(change zone) or an ``enum`` ``sensor`` whose options are the states and
-``unknown`` (state zone), and a score ``sensor``. With the tamper checks on,
-one more ``binary_sensor`` (``device_class: tamper``) follows ``<prefix>/tamper``
-(``ON`` while the camera is covered, moved, defocused or frozen; retained), the
-reason in its attributes (``<prefix>/tamper/attributes``, ``{"reason": ...}``).
+(change zone), an ``enum`` ``sensor`` whose options are the states and
+``unknown`` (state zone) or a ``moving`` ``binary_sensor`` (activity zone),
+and a score ``sensor``.
+With an ``arming:`` section it adds ``switch`` entities that arm and disarm,
+one per zone and one for the whole monitor (see :mod:`.mqtt_switches`); a
+payload other than ``ON``/``OFF`` on their command topics is logged and ignored.
+With the tamper checks on, one more ``binary_sensor`` (``device_class: tamper``)
+follows ``<prefix>/tamper`` (``ON`` while the camera is covered, moved,
+defocused or frozen; retained), the reason in its attributes
+(``<prefix>/tamper/attributes``, ``{"reason": ...}``).
 
 paho runs its own network thread and reconnects with back-off. Events are
 handed to paho only while connected; in between they wait in a bounded queue
@@ -30,8 +36,9 @@ import math
 import re
 import socket
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +46,24 @@ from typing import TYPE_CHECKING, Any
 from monitor import __version__
 from monitor.closing import Closing
 from monitor.config import LEGACY_ZONE, UNKNOWN, MqttConfig, ZoneConfig
-from monitor.exc import ConfigError
+from monitor.exc import CommandError, ConfigError
+from monitor.integrations.mqtt_switches import (
+    SwitchTopics,
+    switch_discovery,
+    switch_payload,
+    switch_states,
+    switch_topics,
+)
 from monitor.status import EventRecord, FrameStatus, Verdict
+from monitor.throttle import Throttle
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
+
+    from monitor.arming import ZoneArming
+    from monitor.arming_state import ArmingState
 
 __all__ = ["MqttPublisher", "ZoneTopics", "discovery_messages", "node_id", "zone_topics"]
 
@@ -98,6 +116,7 @@ def discovery_messages(
     device_class: str,
     device_name: str,
     zones: list[ZoneTopics],
+    switches: Sequence[SwitchTopics] = (),
     tamper: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The retained Home Assistant discovery configs, (topic, payload): per zone its state entity and its score.
@@ -129,6 +148,16 @@ def discovery_messages(
                 "device_class": device_class,
             }
             messages.append((f"{discovery_prefix}/binary_sensor/{node}/{object_id}change/config", entity))
+        elif zone.kind == "activity":
+            entity = {
+                "name": zone.entity,
+                "unique_id": f"monitor_{ident}_moving",
+                "state_topic": zone.state_topic,
+                "payload_on": ON,
+                "payload_off": OFF,
+                "device_class": "moving",
+            }
+            messages.append((f"{discovery_prefix}/binary_sensor/{node}/{object_id}moving/config", entity))
         else:
             entity = {
                 "name": zone.entity,
@@ -148,6 +177,7 @@ def discovery_messages(
             "icon": "mdi:image-search",
         }
         messages.append((f"{discovery_prefix}/sensor/{node}/{object_id}score/config", score))
+    messages.extend(switch_discovery(discovery_prefix=discovery_prefix, node=node, switches=switches))
     if tamper:
         entity = {
             "name": "Tamper",
@@ -167,7 +197,8 @@ class MqttPublisher(Closing):
 
     Every method returns at once: the network is paho's thread's business.
     ``hostname`` (default: this machine's) names the device and the default
-    topic prefix; ``client_id`` defaults to ``monitor-<node>`` so that a
+    topic prefix; a configured ``topic_prefix`` names the device instead (one
+    device per prefix). ``client_id`` defaults to ``monitor-<node>`` so that a
     restarted service takes over its own stale session at once.
     """
 
@@ -178,14 +209,19 @@ class MqttPublisher(Closing):
         zones: Mapping[str, ZoneConfig] | None = None,
         hostname: str | None = None,
         client_id: str | None = None,
+        arming: ArmingState | None = None,
         tamper: bool = False,
     ) -> None:
         from paho.mqtt.client import CallbackAPIVersion, Client
 
         self.config = config
         self.hostname = hostname or socket.gethostname()
-        self.node = node_id(self.hostname)
-        self.prefix = _topic_prefix(config, self.node)
+        self.prefix = _topic_prefix(config, node_id(self.hostname))
+        # A configured prefix names the device, not the host: several cameras on one host
+        # (monitor@NAME) differ only by their prefixes, and with one node they shared a client
+        # id (the broker dropped each for the other, every second) and one Home Assistant device.
+        self.node = node_id(self.hostname) if config.topic_prefix is None else node_id(self.prefix)
+        self.device_name = f"Change monitor {self.hostname if config.topic_prefix is None else self.prefix}"
         self.availability_topic = f"{self.prefix}/availability"
         self.zones = {zone.name: zone for zone in zone_topics(self.prefix, zones)}
         self.event_topic = f"{self.prefix}/event"
@@ -204,6 +240,13 @@ class MqttPublisher(Closing):
         self._tamper_state: tuple[str, str | None] | None = None  # (ON/OFF, reason) last published
         self._last_score_time: float | None = None
         self._failures = 0
+        # Arming switches (issue 14): none without an arming section.
+        self.arming = arming
+        self.switches = [] if arming is None else switch_topics(self.prefix, None if zones is None else list(zones))
+        self._switch_commands = {switch.command_topic: switch.zone for switch in self.switches}
+        self._switch_states: dict[str, str] = {}  # state topic -> the payload last published there
+        self._switch_seen: Mapping[str, ZoneArming] | None = None
+        self._ignored = Throttle(_log, first=3)
 
         client = Client(
             CallbackAPIVersion.VERSION2,
@@ -263,6 +306,8 @@ class MqttPublisher(Closing):
                     zone = self.zones.get(verdict.zone)
                     if zone is not None and math.isfinite(verdict.score):
                         self._client.publish(zone.score_topic, f"{verdict.score:.5f}", qos=0)
+            if self.arming is not None:
+                self._publish_switches(self.arming.evaluate(status.time))
 
     def on_event(self, record: EventRecord) -> None:
         """Publish the record's JSON, or queue it (bounded, oldest dropped) until the broker is back."""
@@ -326,6 +371,11 @@ class MqttPublisher(Closing):
             self._publish_discovery()
             for name, payload in self._states.items():
                 client.publish(self.zones[name].state_topic, payload, qos=self.config.qos, retain=True)
+            if self.arming is not None:
+                client.subscribe([(topic, 1) for topic in self._switch_commands])
+                self._switch_states.update(switch_states(self.switches, self.arming.evaluate(time.time())))
+                for topic, payload in self._switch_states.items():
+                    client.publish(topic, payload, qos=self.config.qos, retain=True)
             if self._tamper_state is not None:
                 self._publish_tamper()
             delivered = len(self._pending)
@@ -353,6 +403,9 @@ class MqttPublisher(Closing):
             _log.warning("mqtt: lost the connection to %s (%s); reconnecting", self._where(), reason)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        if message.topic in self._switch_commands:
+            self._on_switch(message)
+            return
         if message.topic == self.ha_status_topic and message.payload.strip() == ONLINE.encode():
             _log.info("mqtt: Home Assistant is back online; publishing discovery again")
             with self._lock:
@@ -369,8 +422,9 @@ class MqttPublisher(Closing):
             topic_prefix=self.prefix,
             node=self.node,
             device_class=self.config.device_class,
-            device_name=f"Change monitor {self.hostname}",
+            device_name=self.device_name,
             zones=list(self.zones.values()),
+            switches=self.switches,
             tamper=self.tamper,
         )
         for topic, payload in messages:
@@ -411,11 +465,49 @@ class MqttPublisher(Closing):
     def _where(self) -> str:
         return f"{self.config.host}:{self.config.port}"
 
+    # -- arming switches (issue 14) ---------------------------------------------------
+
+    def _on_switch(self, message: MQTTMessage) -> None:
+        """Home Assistant flipped a switch (paho's thread): arm or disarm, then say so on its state topic."""
+        zone = self._switch_commands[message.topic]
+        payload = bytes(message.payload)
+        if message.retain:
+            # A retained command would be re-applied at every restart, over whatever was decided since.
+            self._ignored(logging.WARNING, "mqtt: %s: ignored a retained command", message.topic)
+            return
+        armed = switch_payload(payload)
+        if armed is None or self.arming is None:
+            self._ignored(
+                logging.WARNING, "mqtt: %s: ignored payload %r (expected ON or OFF)", message.topic, payload[:32]
+            )
+            return
+        try:
+            states = self.arming.command(armed=armed, zone=zone, by="mqtt")
+        except CommandError as exc:  # a zone a reload removed
+            self._ignored(logging.WARNING, "mqtt: %s: ignored: %s", message.topic, exc)
+            return
+        with self._lock:
+            if not self._closed:
+                self._publish_switches(states)
+
+    def _publish_switches(self, states: Mapping[str, ZoneArming]) -> None:
+        """Publish each switch whose state changed (retained); the caller holds self._lock."""
+        if states is self._switch_seen:
+            return
+        self._switch_seen = states
+        for topic, payload in switch_states(self.switches, states).items():
+            if payload != self._switch_states.get(topic):
+                self._switch_states[topic] = payload
+                if self._connected:
+                    self._client.publish(topic, payload, qos=self.config.qos, retain=True)
+
 
 def _state_payload(verdict: Verdict) -> str | None:
     """What a zone's state topic says: ON/OFF for a change zone, the state's name for a state zone."""
     if verdict.kind == "change":
         return ON if verdict.state == "changed" else OFF
+    if verdict.kind == "activity":
+        return None if verdict.state is None else ON if verdict.state == "moving" else OFF
     return verdict.state  # None until the zone's first decision: nothing to say yet
 
 

@@ -168,6 +168,8 @@ class FrameSource(Closing, abc.ABC):
 
     ``device`` overrides ``config.device`` (``monitor replay --source PATH``).
     ``skipped`` counts frames or files that could not be decoded and were left out.
+    ``start_time`` (set before opening) stamps an unpaced recording's first
+    frame instead of the open time: frame i is then at start + i / fps.
     A source may be opened again after ``close()``; ``Frame.index`` keeps counting.
     A recording read with ``realtime=False`` is decoded up to ``READ_AHEAD``
     frames ahead in a thread of its own (``is_recording`` says which sources are).
@@ -181,6 +183,8 @@ class FrameSource(Closing, abc.ABC):
         self.realtime = realtime
         self.device: int | str = config.device if device is None else device
         self.skipped = 0
+        # Unpaced recordings: the time of their first frame (None: when opened), e.g. replay --start-time.
+        self.start_time: float | None = None
         self._delivered = 0
         self._open = False
         self._ahead: _ReadAhead | None = None
@@ -197,12 +201,16 @@ class FrameSource(Closing, abc.ABC):
     def open(self) -> None:
         """Start delivering frames; does nothing if already open.
 
-        Raises SourceError with a one-line message naming the device.
+        Raises SourceError with a one-line message naming the device, for
+        any OSError of the device too.
         """
         if self._open:
             return
         try:
             self._start()
+        except OSError as exc:  # a folder the daemon may not read, no file descriptors left, ...
+            self._stop()
+            raise SourceError(f"{self.name}: cannot open: {one_line(exc)}") from exc
         except BaseException:
             self._stop()
             raise
@@ -214,12 +222,15 @@ class FrameSource(Closing, abc.ABC):
     def read(self) -> Frame | None:
         """The next frame, or None when a recording has ended (never for live sources).
 
-        Raises SourceError when the device fails or no frame arrives within
-        ``config.capture_timeout``.
+        Raises SourceError when the device fails (any OSError included) or no
+        frame arrives within ``config.capture_timeout``.
         """
         if not self._open:
             raise SourceError(f"{self.name}: read() on a source that is not open")
-        got = self._next() if self._ahead is None else self._ahead.get()
+        try:
+            got = self._next() if self._ahead is None else self._ahead.get()
+        except OSError as exc:  # every failure of a device or a file is a lost camera, recovered from
+            raise SourceError(f"{self.name}: {one_line(exc)}") from exc
         if got is None:
             return None
         image, stamp = got

@@ -13,7 +13,7 @@ import numpy as np
 
 from monitor.config import SourceConfig
 from monitor.exc import SourceError
-from monitor.images import ImageFileError, read_gray
+from monitor.images import ImageFileError, check_header, image_header, read_bounded, read_gray
 from monitor.sources.base import FrameSource, Pacer, has_magic, one_line
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFolderSource"]
@@ -27,11 +27,14 @@ _JPEG_LUMA = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 class ImageFolderSource(FrameSource):
-    """Image files from a folder or a glob, in name order, delivered at their own size.
+    """Image files of the frame size from a folder or a glob, in name order.
 
     A folder contributes its .png, .jpg, .jpeg, .bmp, .tif and .tiff files; a
     glob (``frames/*.jpg``, ``**`` allowed) every file it matches. A file that
-    cannot be decoded is skipped with a warning and counted in ``skipped``.
+    cannot be decoded, or whose header says another size than the configured
+    frame size, is dropped from the list with a warning (never decoded) and
+    counted in ``skipped``. Running out of file descriptors or memory while
+    reading is a SourceError: the folder counts as a lost camera.
     Colour images are converted as OpenCV's BGR2GRAY, except JPEGs: of those
     only the luma plane is decoded (the same weights, within a few levels).
     """
@@ -60,7 +63,7 @@ class ImageFolderSource(FrameSource):
             )
         self._next_path = 0
         self._since_open = 0
-        self._opened_at = time.time()
+        self._opened_at = time.time() if self.start_time is None else self.start_time
         self._pacer.reset()
         _log.info("%s: %d images", self.name, len(self._paths))
 
@@ -100,12 +103,17 @@ class ImageFolderSource(FrameSource):
                 self._next_path = 0
             path = self._paths[self._next_path]
             try:
-                image = _read_frame(path)
-            except OSError as exc:
-                # Dropped from the list, so a loop does not decode (and count) it again.
+                image = _read_frame(path, size=(self.config.width, self.config.height))
+            except ImageFileError as exc:
+                # The file's own fault (undecodable, of another size, too big): dropped from the
+                # list, so a loop does not read it (and warn about it) again.
                 del self._paths[self._next_path]
                 self._skip(exc)
                 continue
+            except OSError as exc:
+                # The process's fault (too many open files, out of memory): the file stays; the
+                # source counts as lost and is opened again with back-off.
+                raise SourceError(f"{self.name}: cannot read {path.name}: {one_line(exc)}") from exc
             self._next_path += 1
             return image
 
@@ -118,20 +126,24 @@ class ImageFolderSource(FrameSource):
         self._paths = []
 
 
-def _read_frame(path: Path) -> np.ndarray:
-    """One image file as 2-D uint8 gray; raises an OSError when it cannot be read or decoded."""
+def _read_frame(path: Path, *, size: tuple[int, int]) -> np.ndarray:
+    """One image file of the frame ``size`` as 2-D uint8 gray, its header checked before decoding.
+
+    Raises ImageFileError for the file's own faults, another OSError for the process's.
+    """
     if path.suffix.lower() not in _JPEG_SUFFIXES:
-        return read_gray(path)
+        return read_gray(path, size=size)
     # A JPEG stores luma (BT.601, BGR2GRAY's weights) beside chroma: decoding only the luma
     # skips chroma upsampling and colour conversion, half the decode time of a colour frame.
+    data = read_bounded(path)
+    header = image_header(data)
+    if header is None:
+        raise ImageFileError(f"{path}: not a readable JPEG")
+    check_header(path, header, size=size)
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    try:
-        image = cv2.imdecode(data, _JPEG_LUMA) if data.size else None
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _JPEG_LUMA)
     except cv2.error:
-        image = None  # e.g. a header claiming more pixels than OpenCV agrees to decode
+        image = None
     if image is None:
         raise ImageFileError(f"{path}: not a readable image (expected PNG, JPEG, BMP or similar)")
     return image

@@ -186,7 +186,7 @@ class VideoFileSource(_CaptureSource):
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self._file_fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else self.config.fps
         self._step = 1.0 / self._file_fps
-        self._opened_at = time.time()
+        self._opened_at = time.time() if self.start_time is None else self.start_time
         self._file_frame = 0
         self._loop_offset = 0.0
         self._position = 0.0

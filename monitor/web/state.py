@@ -103,6 +103,7 @@ class LiveState:
         self._events: deque[EventRecord] = deque(maxlen=EVENTS_KEPT)
 
         self._jpeg_lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self._frame_jpeg: tuple[int, bytes] | None = None  # (frames count it shows, JPEG)
         self._reference_jpeg: tuple[Scene, bytes] | None = None
 
@@ -183,11 +184,13 @@ class LiveState:
                     "kind": verdict.kind,
                     "state": verdict.word,
                     "score": _finite(verdict.score),
-                    "threshold": verdict.threshold,
-                    "clear_threshold": verdict.clear_threshold,
+                    "threshold": None if verdict.kind == "activity" else verdict.threshold,
+                    "clear_threshold": None if verdict.kind == "activity" else verdict.clear_threshold,
+                    "changed_pixels": verdict.changed_pixels,
                     "changed_fraction": None if verdict.changed_fraction is None else _finite(verdict.changed_fraction),
                     "scores": None if verdict.scores is None else {k: _finite(v) for k, v in verdict.scores.items()},
                     "output": verdict.active,
+                    "armed": verdict.armed,
                     "colour": _css_colour(zone_colour(index)),
                 }
         only = latest.zones[0] if latest is not None and len(latest.zones) == 1 else None
@@ -239,14 +242,23 @@ class LiveState:
         return True, "ok"
 
     def frame_jpeg(self) -> bytes:
-        """The latest frame (the reference before the first one) with the zones and the boxes drawn."""
+        """The latest frame (the reference before the first one) with the zones and the boxes drawn.
+
+        Encoded once per frame however many viewers ask: the first encodes, the others wait for it.
+        """
+        with self._encode_lock:
+            return self._encode_frame()
+
+    def _encode_frame(self) -> bytes:
+        with self._lock:
+            frames = self._frames
+        with self._jpeg_lock:
+            if self._frame_jpeg is not None and self._frame_jpeg[0] == frames:
+                return self._frame_jpeg[1]
         with self._lock:
             frames, latest = self._frames, self._latest
             image = self._image.copy() if self._image is not None else None
             boxes = [box for zone_boxes in self._boxes.values() for box in zone_boxes]
-        with self._jpeg_lock:
-            if self._frame_jpeg is not None and self._frame_jpeg[0] == frames:
-                return self._frame_jpeg[1]
         if image is None or latest is None:
             data = self.reference_jpeg()
         else:
@@ -267,6 +279,21 @@ class LiveState:
                 draw_zones(picture, self._outlines(None, gray.shape))
                 self._reference_jpeg = (scene, _encode(picture))
             return self._reference_jpeg[1]
+
+    def latest_image(self) -> tuple[int, np.ndarray] | None:
+        """How many frames have arrived, and a copy of the latest (None before the first)."""
+        with self._lock:
+            if self._image is None:
+                return None
+            return self._frames, self._image.copy()
+
+    def plain_jpeg(self, which: str) -> bytes:
+        """The latest frame (``frame``, the reference before the first) or the reference, nothing drawn on it.
+
+        For the zone editor, which draws the zones itself as they are being edited.
+        """
+        latest = self.latest_image() if which == "frame" else None
+        return _encode(latest[1] if latest is not None else self.scene().picture)
 
     def _outlines(self, latest: FrameStatus | None, shape: tuple[int, ...]) -> list[ZoneOutline]:
         scene = self.scene()

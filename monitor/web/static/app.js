@@ -94,7 +94,7 @@ function drawChart(history, zones) {
   });
 }
 
-function drawZones(zones) {
+function drawZones(zones, arming) {
   const body = document.querySelector("#zones tbody");
   body.replaceChildren();
   for (const [name, zone] of Object.entries(zones)) {
@@ -113,6 +113,7 @@ function drawZones(zones) {
       el("td", {}, score),
       el("td", {}, String(zone.threshold)),
       el("td", {class: zone.output ? "on" : ""}, zone.output ? "on" : "off"),
+      armCell(name, zone, arming),
     );
     body.appendChild(row);
   }
@@ -133,7 +134,12 @@ function eventLine(record) {
     : record.type.replace("_", " ") + (record.zone ? " in " + record.zone : "");
   text.append(el("span", {class: "type"}, what), document.createTextNode(" "),
               el("time", {datetime: record.time}, record.time.slice(0, 19).replace("T", " ")));
-  const skip = new Set(["type", "time", "zone", "state", "previous", "boxes", "snapshot"]);
+  const clip = record.clip ? record.clip.split("/").pop() : "";
+  if (/^[\w.-]+\.(mp4|avi)$/.test(clip) && !clip.startsWith(".")) {  // a clip the monitor named; plays in a tab
+    text.appendChild(el("a", {href: url("/clips/" + encodeURIComponent(clip)), class: "clip"}, "\u25b6 clip"));
+    text.appendChild(document.createTextNode(" "));
+  }
+  const skip = new Set(["type", "time", "zone", "state", "previous", "boxes", "snapshot", "clip"]);
   const details = Object.entries(record)
     .filter(([key, value]) => !skip.has(key) && value !== null)
     .map(([key, value]) => key + " " + (typeof value === "object" ? JSON.stringify(value) : value));
@@ -168,7 +174,8 @@ async function refreshData() {
     setText("frames", status.frames);
     setText("uptime", duration(status.uptime_seconds));
     setText("history-minutes", String(status.history_seconds / 60));
-    drawZones(status.zones);
+    drawZones(status.zones, status.arming);
+    document.getElementById("arming").hidden = !status.arming;
     drawChart(history, status.zones);
     const latest = status.last_event ? status.last_event.time + status.last_event.type : "";
     if (latest !== shownEvent) {
@@ -182,7 +189,71 @@ async function refreshData() {
   setText("error", "");
 }
 
-document.getElementById("frame").src = url("/frame.jpg");
+// Arming (issue 14): a button per zone and two for the whole monitor, POSTed with the page's token.
+async function command(action, zone) {
+  const body = {zone: zone};
+  const seconds = document.getElementById("arm-for").value;
+  if (seconds) body.for_seconds = Number(seconds);
+  const response = await fetch(url("/api/" + action), {
+    method: "POST",
+    cache: "no-store",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    setText("error", action + " refused: " + (answer.error || response.status));
+    return;
+  }
+  await refreshData();
+}
+
+function armCell(name, zone, arming) {
+  const armed = zone.armed !== false;
+  const cell = el("td", {class: "zone-armed" + (armed ? "" : " disarmed")}, armed ? "armed" : "disarmed");
+  if (zone.armed_reason) cell.appendChild(el("div", {class: "muted"}, zone.armed_reason));
+  if (arming) {
+    const action = armed ? "disarm" : "arm";
+    const button = el("button", {type: "button", "data-action": action}, action);
+    button.addEventListener("click", () => command(action, name));
+    cell.appendChild(button);
+  }
+  return cell;
+}
+
+document.getElementById("arm-all").addEventListener("click", () => command("arm", null));
+document.getElementById("disarm-all").addEventListener("click", () => command("disarm", null));
+
+// The live view: the MJPEG stream while the page is in sight (the monitor encodes frames only
+// while someone watches); a still every two seconds when the stream is refused (too many viewers),
+// trying the stream again now and then.
+let streaming = false, streamRetryAt = 0;
+
+function watchLive() {
+  const frame = document.getElementById("frame");
+  if (document.hidden) {
+    streaming = false;
+    frame.src = url("/frame.jpg?t=" + Date.now());  // ends the stream's connection
+  } else if (Date.now() >= streamRetryAt) {
+    streaming = true;
+    frame.src = url("/stream.mjpg");
+  }
+}
+
+document.getElementById("frame").addEventListener("error", () => {
+  if (!streaming) return;
+  streaming = false;
+  streamRetryAt = Date.now() + 30000;
+  refreshFrame();
+});
+document.addEventListener("visibilitychange", watchLive);
+document.getElementById("zones-link").href = url("/zones");
+watchLive();
 document.getElementById("reference").src = url("/reference.jpg");
 refreshData();
-setInterval(() => { refreshFrame(); refreshData(); }, 2000);
+setInterval(() => {
+  if (!streaming && !document.hidden) {
+    if (Date.now() >= streamRetryAt) watchLive(); else refreshFrame();
+  }
+  refreshData();
+}, 2000);
