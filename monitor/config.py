@@ -312,6 +312,9 @@ class HttpConfig(_Model):
     token: str | None = Field(default=None, min_length=16)
     token_file: Annotated[Path | None, AfterValidator(_resolve)] = None
     history_seconds: Positive = 300.0
+    # Names the page may be asked for besides loopback, this machine's name and the address a
+    # request came in on (a guard against DNS rebinding): e.g. [garage-pi.example.org].
+    allowed_hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list)
     # The live view (/stream.mjpg): frames per second per viewer, and viewers at once (0: no stream).
     stream_fps: Annotated[float, _between(0.1, 30.0)] = 5.0
     max_streams: Annotated[int, Field(ge=0, le=32)] = 3

@@ -27,15 +27,13 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -49,11 +47,14 @@ from monitor.exc import CommandError, ConfigError, MonitorError
 from monitor.status import EventRecord, FrameStatus, Scene
 from monitor.web import stream
 from monitor.web.editor import EditorError, ZoneEditor
+from monitor.web.httpd import BoundedHandler, BoundedHTTPServer
 from monitor.web.state import LiveState
 
 __all__ = ["StatusServer"]
 
 _log = logging.getLogger(__name__)
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
 
 # The page's files: name -> content type. Nothing else is served from the package.
 STATIC = {
@@ -86,6 +87,11 @@ class StatusServer(Closing):
     how to make the monitor re-read it (without them the editor is read-only).
     """
 
+    # Connections served at once (the live view's max_streams among them), and the seconds a request
+    # has for its line and headers: see monitor/web/httpd.py.
+    MAX_CONNECTIONS: ClassVar[int] = 24
+    HEADER_SECONDS: ClassVar[float] = 10.0
+
     def __init__(
         self,
         config: HttpConfig,
@@ -111,7 +117,7 @@ class StatusServer(Closing):
         self._snapshot_dir = snapshot_dir.resolve() if snapshot_dir is not None else None
         self._clip_dir = clip_dir.resolve() if clip_dir is not None else None
         self._static = {name: resources.files("monitor.web").joinpath("static", name).read_bytes() for name in STATIC}
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()  # ends the live streams and captures when the server closes
         self.streams = stream.StreamSlots(config.max_streams)
@@ -133,7 +139,13 @@ class StatusServer(Closing):
             return
         host, port = self._config.host, self._config.port
         try:
-            httpd = _server_class(host)((host, port), _Handler)
+            httpd = BoundedHTTPServer(
+                (host, port),
+                _Handler,
+                max_connections=self.MAX_CONNECTIONS,
+                header_seconds=self.HEADER_SECONDS,
+                allowed_hosts=frozenset(self._config.allowed_hosts),
+            )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise MonitorError(f"http.host/http.port: cannot listen on {host}:{port}: {reason}") from None
@@ -260,24 +272,16 @@ class StatusServer(Closing):
 # -- HTTP ----------------------------------------------------------------------
 
 
-def _server_class(host: str) -> type[ThreadingHTTPServer]:
-    if ":" not in host:
-        return ThreadingHTTPServer
-
-    class _ThreadingHTTPServer6(ThreadingHTTPServer):
-        address_family = socket.AF_INET6
-
-    return _ThreadingHTTPServer6
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedHandler):
     server_version = "monitor"
-    timeout = 30  # an idle client gives up its thread after this
 
     @property
     def _status(self) -> StatusServer:
         status: StatusServer = self.server.status  # type: ignore[attr-defined]
         return status
+
+    def do_HEAD(self) -> None:
+        self.do_GET()  # _send and the streaming routes leave the body out for HEAD
 
     def do_GET(self) -> None:
         try:
@@ -398,6 +402,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "private, max-age=3600")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             handle.seek(start)
             left = end - start + 1
             while left > 0 and (chunk := handle.read(min(1 << 16, left))):
@@ -424,6 +430,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             for part in stream.parts(status.stream_frames, stopping=status.stopping):
                 self.wfile.write(part)
                 self.wfile.flush()
@@ -513,7 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     # -- POST: arm and disarm (issue 14) ------------------------------------------
 
@@ -569,8 +578,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, json.dumps({"error": message}).encode(), "application/json")
 
     def log_message(self, format: str, *args: Any) -> None:
-        # Every request at debug only: a page refreshing every 2 s would flood journald.
-        _log.debug("%s %s", self.address_string(), format % args)
+        # Every request at debug only: a page refreshing every 2 s would flood journald. The request
+        # line may carry ?token=: it never reaches a log.
+        _log.debug("%s %s", self.address_string(), _TOKEN_IN_QUERY.sub(r"\1***", format % args))
 
 
 # -- helpers -------------------------------------------------------------------
