@@ -24,6 +24,7 @@ BENCHMARKS = [
     "soak.py",
     "bench_clips.py",
     "bench_arming.py",
+    "bench_tamper.py",
 ]
 
 if __name__ == "__main__":

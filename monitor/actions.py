@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from monitor.adapt import ReferenceAdapter
     from monitor.arming_state import ArmingState
+    from monitor.tamper import TamperEnd, TamperStart
     from monitor.watch import Watches
 
 __all__ = ["Actions", "close_all"]
@@ -81,14 +82,25 @@ class Actions(Closing):
         self._arm_seen: Mapping[str, ZoneArming] | None = None
         self._reference_saved_at: float | None = None
         self.last_status: FrameStatus | None = None
+        self.tampered: str | None = None  # the reason of the tamper that is on
         self._closed = False
 
     # -- per frame ------------------------------------------------------------
 
     def act(
-        self, image: np.ndarray, verdicts: Sequence[Verdict], *, frame: int, now: float, seconds: float
+        self,
+        image: np.ndarray,
+        verdicts: Sequence[Verdict],
+        *,
+        frame: int,
+        now: float,
+        seconds: float,
+        tamper: str | None = None,
     ) -> FrameStatus:
-        """Switch pins, write records and snapshots for this frame's transitions; tell the listeners."""
+        """Switch pins, write records and snapshots for this frame's transitions; tell the listeners.
+
+        ``tamper``: the reason of the tamper that is on, for the listeners.
+        """
         for verdict in verdicts:
             if not verdict.armed:
                 self._pin(verdict.zone, False)  # disarmed: no pin, no record, no hook (issue 14)
@@ -138,7 +150,7 @@ class Actions(Closing):
                 self._pin(verdict.zone, verdict.active)  # armed again: the pin shows the state the zone is in
         if self.clips is not None:  # after the transitions: a clip begun on this frame holds it
             self.clips.feed(image, verdicts, frame=frame, now=now)
-        status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image)
+        status = FrameStatus.of(verdicts, frame=frame, time=now, processing_seconds=seconds, image=image, tamper=tamper)
         self.last_status = status
         self.tell("on_frame", status)
         return status
@@ -207,6 +219,13 @@ class Actions(Closing):
         self._disarmed = disarmed
         return disarmed
 
+    def reload_arming(self, arming: ArmingState | None, new: Config) -> None:
+        """A reloaded config's arming section for the running arming state (added or removed: at the next start)."""
+        if arming is not None and new.arming is not None:
+            arming.reconfigure(new.arming, list(new.zones))
+        elif (arming is None) != (new.arming is None):
+            _log.warning("reload: adding or removing the arming section takes effect at the next restart")
+
     def _end_disarmed(self, zone: str, *, frame: int, now: float) -> None:
         last = self.last_status
         for name, end in self.watches.finish_zone(zone, frame=frame, now=now):
@@ -224,10 +243,63 @@ class Actions(Closing):
                 output.fault(output.config.on_fault)
 
     def camera_found(self, *, frame: int, now: float) -> None:
-        """Record the camera's return and drive every pin as its zone wants again."""
+        """Record the camera's return and drive every pin as its zone wants again (not during a tamper)."""
+        if self.tampered is None:
+            for zone, output in self.outputs.items():
+                output.recovered(active=self._pin_on.get(zone, False))
+        self.record(EventRecord(type="camera_found", time=now, frame=frame))
+
+    def tamper_start(
+        self, start: TamperStart, *, image: np.ndarray, ended: Iterable[tuple[str, EventEnd]] = ()
+    ) -> None:
+        """Record a tamper, with a snapshot of ``image``; every pin goes to its ``gpio.on_fault`` state.
+
+        ``ended``: the zones' events the tamper closed, (zone, end): recorded
+        first with ``"reason": "tamper"`` (their end releases a pin).
+        """
+        last = self.last_status
+        for zone, end in ended:
+            self.end_event(zone, end, verdict=last.zone(zone) if last is not None else None, reason="tamper")
+        self.tampered = start.reason
+        self.events += 1
+        snapshot = None
+        if self.snapshots.enabled:
+            picture = self.picture(image, (), None, frame=start.frame, now=start.time)
+            saved = self.snapshots.save(picture, when=start.time, frame=start.frame, kind=f"tamper-{start.reason}")
+            snapshot = None if saved is None else str(saved)
+        self.record(
+            EventRecord(
+                type="tamper_start",
+                time=start.time,
+                frame=start.frame,
+                snapshot=snapshot,
+                extra={"reason": start.reason, "measure": round(start.measure, 5)},
+            )
+        )
+        for output in self.outputs.values():
+            output.fault(output.config.on_fault)
+
+    def tamper_end(self, end: TamperEnd | None) -> None:
+        """Record the tamper's end and drive every pin as its zone wants again (None: no tamper was on)."""
+        if end is None:
+            return
+        self.tampered = None
         for zone, output in self.outputs.items():
             output.recovered(active=self._pin_on.get(zone, False))
-        self.record(EventRecord(type="camera_found", time=now, frame=frame))
+        self.record(
+            EventRecord(
+                type="tamper_end",
+                time=end.time,
+                frame=end.frame,
+                extra={
+                    "reason": end.reason,
+                    "measure": None if end.measure is None else round(end.measure, 5),
+                    "start_time": iso_time(end.start_time),
+                    "start_frame": end.start_frame,
+                    "duration": round(end.time - end.start_time, 3),
+                },
+            )
+        )
 
     # -- records, pictures, listeners ------------------------------------------
 
@@ -325,6 +397,8 @@ class Actions(Closing):
         for zone, output in self.outputs.items():
             if old.get(zone) != new[zone]:
                 output.recovered(active=self._pin_on[zone])
+                if self.tampered is not None:
+                    output.fault(output.config.on_fault)
         self.config, self.watches = config, watches
 
     def close(self) -> None:

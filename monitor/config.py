@@ -50,6 +50,7 @@ __all__ = [
     "NotifyConfig",
     "ReferenceConfig",
     "SourceConfig",
+    "TamperConfig",
     "ZoneConfig",
     "load_config",
     "load_round_trip",
@@ -299,6 +300,8 @@ class HooksConfig(_Model):
     on_state_change: Command | None = None
     on_camera_lost: Command | None = None
     on_camera_found: Command | None = None
+    on_tamper: Command | None = None
+    on_tamper_end: Command | None = None
     timeout: Annotated[float, _between(0.1, 3600.0)] = 30.0
 
 
@@ -326,6 +329,21 @@ class HttpConfig(_Model):
                 "set token (16+ characters) or token_file (a file holding it)"
             )
         return self
+
+
+class TamperConfig(_Model):
+    """Telling a covered, moved, blurred or frozen camera from a change (absent = on; null = off).
+
+    Each check can be switched off alone with null.
+    """
+
+    covered_level: Fraction | None = 0.15
+    moved_pixels: Annotated[float, _between(0.5, 4096.0)] | None = 8.0
+    align: bool = True
+    defocus_ratio: Fraction | None = 0.5
+    frozen_seconds: Seconds | None = 10.0
+    trigger_frames: Frames = 5
+    clear_frames: Frames = 5
 
 
 # -- arming (issue 14): schedules, the state file, a button ------------------------------
@@ -624,6 +642,7 @@ class Config(_Model):
     arming: ArmingConfig | None = None
     notify: Annotated[list[NotifyConfig], BeforeValidator(_notify_targets)] = Field(default_factory=list)
     legacy_zone: bool = Field(default=False, exclude=True)
+    tamper: TamperConfig | None = Field(default_factory=TamperConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -709,6 +728,17 @@ class Config(_Model):
             raise ValueError("; ".join(problems))
         return self
 
+    def thresholds_text(self) -> str:
+        """Each zone's thresholds in a few words, as a reload's log line says them."""
+        if self.legacy_zone:
+            detection = self.zones[LEGACY_ZONE].detection
+            return f"threshold {detection.threshold:.3f}, clear_threshold {detection.clear_threshold:.3f}"
+        return ", ".join(
+            f"{name} threshold {zone.detection.threshold:.3f}"
+            + (f" clear {zone.detection.clear_threshold:.3f}" if zone.kind == "change" else "")
+            for name, zone in self.zones.items()
+        )
+
     def zone_key(self, name: str) -> str:
         """The prefix of a zone's keys as the user wrote them: ``zones.door.``, or nothing for a legacy config."""
         return "" if self.legacy_zone else f"zones.{name}."
@@ -717,6 +747,20 @@ class Config(_Model):
     def change_zones(self) -> dict[str, ZoneConfig]:
         """The zones that compare with the scene's reference."""
         return {name: zone for name, zone in self.zones.items() if zone.kind == "change"}
+
+    @model_validator(mode="after")
+    def _tamper_fits(self) -> Config:
+        # The shift is measured on a small copy of the frame: past a quarter of it, it means nothing.
+        # Only a value the user wrote is refused: with the default, a small frame keeps working.
+        tamper = self.tamper
+        moved = None if tamper is None or "moved_pixels" not in tamper.model_fields_set else tamper.moved_pixels
+        limit = min(self.source.width, self.source.height) / 4
+        if moved is not None and moved >= limit:
+            raise ValueError(
+                f"tamper.moved_pixels: must be below {limit:g} (a quarter of the "
+                f"{self.source.width}x{self.source.height} frame's smaller side), got {moved:g}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _notify_fits(self) -> Config:

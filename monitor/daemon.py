@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,13 @@ from monitor.config import Config, load_config
 from monitor.exc import ConfigError, MonitorError, SourceError
 from monitor.recovery import Recovery, reopen, swap_source
 from monitor.sources import Frame, FrameSource, make_source
-from monitor.status import Listener
+from monitor.status import Listener, RunSummary
 from monitor.throttle import Throttle
 from monitor.watch import Watches
 
 __all__ = ["Monitor", "RunSummary"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """What a run did, for the closing line."""
-
-    frames: int
-    skipped: int
-    events: int
-    seconds: float
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 class Monitor(Closing):
@@ -179,15 +164,26 @@ class Monitor(Closing):
     def _process(self, frame: Frame) -> None:
         started = time.perf_counter()
         watches = self.watches
-        watches.see_lighting(frame.image, frame=frame.index)
+        # A covered, moved, blurred or frozen camera first: while it looks like one the zones
+        # learn nothing (no event, no light switch, no blending); a small sag is shifted back.
+        look = watches.check_tamper(frame.image, frame=frame.index, now=frame.time, live=not self.source.is_recording)
+        image = look.image
+        if look.started is not None:
+            ended = watches.finish(frame=look.started.frame, now=look.started.time)
+            self.actions.tamper_start(look.started, image=frame.image, ended=ended)
+        if not look.blind:
+            watches.see_lighting(image, frame=frame.index)
         disarmed = self.actions.arm(self.arming, frame=frame.index, now=frame.time)
-        verdicts = watches.judge(frame.image, frame=frame.index, now=frame.time, disarmed=disarmed)
-        watches.learn(frame.image, verdicts)
+        verdicts = watches.judge(image, frame=frame.index, now=frame.time, disarmed=disarmed, hold=look.blind)
+        if not look.blind:
+            watches.learn(image, verdicts)
+        if look.ended is not None:
+            self.actions.tamper_end(look.ended)
         if self.realtime:  # a replay adapts in memory and leaves the reference file as it is
             self.actions.save_reference(watches.adapter, now=frame.time)
         self.frames += 1
         seconds = time.perf_counter() - started
-        self.actions.act(frame.image, verdicts, frame=frame.index, now=frame.time, seconds=seconds)
+        self.actions.act(image, verdicts, frame=frame.index, now=frame.time, seconds=seconds, tamper=look.reason)
 
     def _skip(self, frame: Frame) -> None:
         height, width = self.watches.shape
@@ -244,15 +240,17 @@ class Monitor(Closing):
             return self._ready_again()
         for zone in watches.carry_over(self.watches):
             self._end_dropped(zone)
+        if watches.tamper is None and self.watches.tamper is not None:  # `tamper: null` now: no tamper is on
+            self.actions.tamper_end(self.watches.tamper.finish(frame=self._last_frame, now=time.time()))
         old, self.config, self.watches = self.config, new, watches
-        self._reload_arming(new)
+        self.actions.reload_arming(self.arming, new)
         if old_source is not None:
             self.watches.settle()
         restart_keys = ("events", "mqtt", "hooks", "http", "notify")
         later = [name for name in restart_keys if getattr(new, name) != getattr(old, name)]
         if later:
             _log.warning("reload: changes to %s take effect at the next restart", ", ".join(later))
-        _log.info("reloaded %s: %s", self.config_path, _thresholds(new))
+        _log.info("reloaded %s: %s", self.config_path, new.thresholds_text())
         self._ready_again()
 
     def _end_dropped(self, zone: str) -> None:
@@ -264,14 +262,6 @@ class Monitor(Closing):
     def _ready_again(self) -> None:
         if self._on_ready is not None and self.frames:
             self._on_ready()
-
-    # -- arming (issue 14) ----------------------------------------------------
-
-    def _reload_arming(self, new: Config) -> None:
-        if self.arming is not None and new.arming is not None:
-            self.arming.reconfigure(new.arming, list(new.zones))
-        elif (self.arming is None) != (new.arming is None):
-            _log.warning("reload: adding or removing the arming section takes effect at the next restart")
 
     # -- the end --------------------------------------------------------------
 
@@ -298,14 +288,3 @@ class Monitor(Closing):
                 self.actions.save_reference(self.watches.adapter, now=None)
         finally:
             self.close()
-
-
-def _thresholds(config: Config) -> str:
-    if config.legacy_zone:
-        detection = config.zones["main"].detection
-        return f"threshold {detection.threshold:.3f}, clear_threshold {detection.clear_threshold:.3f}"
-    return ", ".join(
-        f"{name} threshold {zone.detection.threshold:.3f}"
-        + (f" clear {zone.detection.clear_threshold:.3f}" if zone.kind == "change" else "")
-        for name, zone in config.zones.items()
-    )

@@ -54,6 +54,8 @@ def _describe(record: EventRecord) -> str:
         details.append(f"score {record.score:.3f}")
     if record.type == "event_start":
         details.append(f"{len(record.boxes)} changed region{'' if len(record.boxes) == 1 else 's'}")
+    if record.type in ("tamper_start", "tamper_end"):
+        details.append(f"{record.extra.get('reason')} (measure {record.extra.get('measure')})")
     if record.snapshot:
         details.append(f"snapshot {record.snapshot}")
     return f"{text}: {', '.join(details)}" if details else text

@@ -17,12 +17,22 @@ import numpy as np
 
 from monitor.detector import EventEnd, EventStart, StateChange
 
-__all__ = ["EventRecord", "FrameStatus", "Listener", "Scene", "Verdict", "iso_time"]
+__all__ = ["EventRecord", "FrameStatus", "Listener", "RunSummary", "Scene", "Verdict", "iso_time"]
 
 State = Literal["unchanged", "changed", "settling", "camera_lost"]
-EventType = Literal["event_start", "event_end", "state", "camera_lost", "camera_found", "armed", "disarmed"]
+EventType = Literal[
+    "event_start",
+    "event_end",
+    "state",
+    "camera_lost",
+    "camera_found",
+    "armed",
+    "disarmed",
+    "tamper_start",
+    "tamper_end",
+]
 # Records of these types describe no comparison: no score, changed_fraction or boxes in their line.
-_UNSCORED = ("state", "armed", "disarmed")
+_UNSCORED = ("state", "armed", "disarmed", "tamper_start", "tamper_end")
 Box = tuple[int, int, int, int]
 
 
@@ -101,7 +111,8 @@ class FrameStatus:
     ``image`` is the grayscale frame itself (do not modify it; copy it if you
     keep it past the call). ``state`` sums the change zones up: ``changed``
     while any has an event open, ``settling`` while frames are ignored,
-    else ``unchanged``.
+    else ``unchanged``. ``tamper`` is the reason of the tamper that is on
+    (``covered``, ``moved``, ``defocused``, ``frozen``), None when none is.
     """
 
     frame: int
@@ -110,6 +121,7 @@ class FrameStatus:
     processing_seconds: float
     zones: tuple[Verdict, ...]
     image: np.ndarray | None = None
+    tamper: str | None = None
 
     @classmethod
     def of(
@@ -120,6 +132,7 @@ class FrameStatus:
         time: float,
         processing_seconds: float,
         image: np.ndarray | None = None,
+        tamper: str | None = None,
     ) -> FrameStatus:
         """The status of a frame with these verdicts, its ``state`` summed up from them."""
         state: State = "unchanged"
@@ -136,6 +149,7 @@ class FrameStatus:
             processing_seconds=processing_seconds,
             zones=tuple(verdicts),
             image=image,
+            tamper=tamper,
         )
 
     @property
@@ -156,7 +170,8 @@ class EventRecord:
     """One line of the event log; ``to_json()`` is exactly what is written there.
 
     ``zone`` names the zone of zone records and is None for camera records.
-    A ``state`` record carries ``state``, ``previous`` and ``scores`` in ``extra``.
+    A ``state`` record carries ``state``, ``previous`` and ``scores`` in ``extra``;
+    a ``tamper_start``/``tamper_end`` record ``reason`` and ``measure``.
     """
 
     type: EventType
@@ -190,3 +205,17 @@ class Listener(Protocol):
     def on_event(self, record: EventRecord) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, for the closing line."""
+
+    frames: int
+    skipped: int
+    events: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0

@@ -33,6 +33,7 @@ from monitor.images import ImageFileError, read_gray
 from monitor.mask import zone_masks
 from monitor.similarity import Comparator
 from monitor.status import Scene, Verdict
+from monitor.tamper import TamperCheck, TamperLook
 
 __all__ = ["Watches", "load_reference", "load_state_references", "make_comparator"]
 
@@ -130,11 +131,14 @@ class _ChangeWatch:
         frame: int,
         now: float,
         armed: bool = True,
+        hold: bool = False,
     ) -> Verdict:
         detector = self.detector
-        settling = detector.settling
+        settling = detector.settling or hold
         # Disarmed, the detector is held (no run counts, no event starts); settling still counts down.
-        outcome = detector.update(score, frame=frame, now=now, changed=changed[1]) if armed or settling else None
+        # Held for a tamper, nothing counts at all: the camera cannot be trusted.
+        counts = (armed or detector.settling) and not hold
+        outcome = detector.update(score, frame=frame, now=now, changed=changed[1]) if counts else None
         started = outcome if isinstance(outcome, EventStart) else None
         boxes = comparator.boxes_of_last(index) if started is not None else []  # of this frame: no second pass
         return Verdict(
@@ -189,11 +193,11 @@ class _StateWatch:
         self.detector = old.detector
         return True
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True, hold: bool = False) -> Verdict:
         scores = dict(zip(self.states, self.comparator.compare_references(image), strict=True))
         detector = self.detector
-        settling = detector.settling
-        change = detector.update(scores, frame=frame, now=now)
+        settling = detector.settling or hold
+        change = None if hold else detector.update(scores, frame=frame, now=now)
         best = max(scores.values())
         return Verdict(
             zone=self.name,
@@ -268,10 +272,10 @@ class _ActivityWatch:
         self.detector = old.detector
         return True
 
-    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True) -> Verdict:
+    def judge(self, image: np.ndarray, *, frame: int, now: float, armed: bool = True, hold: bool = False) -> Verdict:
         ring = self._ring
-        if ring and now < ring[-1][0]:
-            ring.clear()  # the clock stepped back
+        if (ring and now < ring[-1][0]) or hold:
+            ring.clear()  # the clock stepped back, or the camera cannot be trusted (a tamper)
         due = now - self.activity.compare_seconds
         while len(ring) > 1 and ring[1][0] <= due:
             ring.popleft()  # keep the newest crop that is old enough, and those younger
@@ -281,10 +285,11 @@ class _ActivityWatch:
             result = self.comparator.compare(image, boxes=False)
             score, changed = result.score, result.changed_pixels
             movement = changed >= self.min_area
-        ring.append((now, self.comparator.crop_of(image)))
+        if not hold:
+            ring.append((now, self.comparator.crop_of(image)))
         detector = self.detector
-        settling = detector.settling
-        change = detector.update(movement, frame=frame, now=now, scores={"changed_pixels": changed})
+        settling = detector.settling or hold
+        change = None if hold else detector.update(movement, frame=frame, now=now, scores={"changed_pixels": changed})
         return Verdict(
             zone=self.name,
             kind="activity",
@@ -333,6 +338,7 @@ class Watches:
         self._blank: np.ndarray | None = None
         self.adapter = self._make_adapter(config, reference)
         self.light_switch = self._make_light_switch(config)
+        self.tamper = None if config.tamper is None else TamperCheck(config.tamper, self.picture)
 
     @classmethod
     def load(cls, config: Config, *, config_path: Path | str = "CONFIG") -> Watches:
@@ -392,6 +398,8 @@ class Watches:
             new = mine.get(old.name)
             if new is None or not new.take_over(old):
                 dropped.append(old.name)
+        if self.tamper is not None and running.tamper is not None:
+            self.tamper.carry_over(running.tamper)
         return dropped
 
     @staticmethod
@@ -508,13 +516,14 @@ class Watches:
     # -- per frame ----------------------------------------------------------------
 
     def judge(
-        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = ()
+        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = (), hold: bool = False
     ) -> tuple[Verdict, ...]:
         """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
 
         A zone in ``disarmed`` is scored all the same, but its change detector
         is held (a state zone still follows its state) and its verdict is not
-        ``active``.
+        ``active``. ``hold``: the camera cannot be trusted (a tamper): score,
+        but start, end and change nothing; the verdicts say ``settling``.
         """
         results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
         for group in self._groups:
@@ -527,9 +536,9 @@ class Watches:
         for watch in self._watches:
             armed = watch.name not in disarmed
             if isinstance(watch, _ChangeWatch):
-                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed))
+                verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed, hold=hold))
             else:
-                verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed))
+                verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed, hold=hold))
         return tuple(verdicts)
 
     def settle(self) -> None:
@@ -558,6 +567,8 @@ class Watches:
         for group in self._groups:
             group.comparator.set_reference(reference)
         self.reference = reference
+        if self.tamper is not None:
+            self.tamper.set_reference(reference)
 
     # -- lighting ---------------------------------------------------------------
 
@@ -615,3 +626,15 @@ class Watches:
         """The source re-opened: the light switch has no previous frame to compare with."""
         if self.light_switch is not None:
             self.light_switch.reset()
+
+    # -- tamper -----------------------------------------------------------------
+
+    def check_tamper(self, image: np.ndarray, *, frame: int, now: float, live: bool) -> TamperLook:
+        """Before judging a frame: is the camera covered, moved, blurred or frozen? (``tamper: null``: never)
+
+        The look's ``image`` is the frame to judge: shifted back when the
+        camera sagged within ``tamper.moved_pixels``.
+        """
+        if self.tamper is None:
+            return TamperLook(image=image)
+        return self.tamper.look(image, frame=frame, now=now, live=live)

@@ -49,7 +49,14 @@ def build_integrations(
         if config.mqtt is not None:
             from monitor.integrations.mqtt import MqttPublisher
 
-            built.append(MqttPublisher(config.mqtt, zones=None if config.legacy_zone else config.zones, arming=arming))
+            built.append(
+                MqttPublisher(
+                    config.mqtt,
+                    zones=None if config.legacy_zone else config.zones,
+                    arming=arming,
+                    tamper=config.tamper is not None,
+                )
+            )
         if config.http is not None:
             from monitor.web.server import StatusServer
 

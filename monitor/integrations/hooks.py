@@ -2,13 +2,16 @@
 
 A hook is an argument list run without a shell. The event reaches it only
 through environment variables, never through its command line:
-``MONITOR_EVENT`` (event_start, event_end, state, camera_lost, camera_found),
+``MONITOR_EVENT`` (event_start, event_end, state, camera_lost, camera_found,
+tamper_start, tamper_end),
 ``MONITOR_ZONE`` (empty for camera records), ``MONITOR_STATE`` and
 ``MONITOR_PREVIOUS_STATE`` (state records; empty otherwise),
 ``MONITOR_TIME`` (ISO-8601), ``MONITOR_TIMESTAMP`` (Unix seconds),
 ``MONITOR_FRAME``, ``MONITOR_SCORE``, ``MONITOR_CHANGED_FRACTION``,
 ``MONITOR_BOXES`` (JSON ``[[x, y, w, h], ...]``), ``MONITOR_SNAPSHOT``
-(empty if none) and ``MONITOR_<KEY>`` for every extra field of the record.
+(empty if none) and ``MONITOR_<KEY>`` for every extra field of the record
+(a tamper's ``MONITOR_REASON``: covered, moved, defocused or frozen, and
+``MONITOR_MEASURE``).
 Empty means unknown. The rest of the environment (PATH, HOME, ...) is the
 monitor's own.
 """
@@ -93,6 +96,8 @@ class HookRunner(Closing):
             "state": config.on_state_change,
             "camera_lost": config.on_camera_lost,
             "camera_found": config.on_camera_found,
+            "tamper_start": config.on_tamper,
+            "tamper_end": config.on_tamper_end,
         }
         self._queue: queue.Queue[_Hook | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()

@@ -17,6 +17,10 @@ and a score ``sensor``.
 With an ``arming:`` section it adds ``switch`` entities that arm and disarm,
 one per zone and one for the whole monitor (see :mod:`.mqtt_switches`); a
 payload other than ``ON``/``OFF`` on their command topics is logged and ignored.
+With the tamper checks on, one more ``binary_sensor`` (``device_class: tamper``)
+follows ``<prefix>/tamper`` (``ON`` while the camera is covered, moved,
+defocused or frozen; retained), the reason in its attributes
+(``<prefix>/tamper/attributes``, ``{"reason": ...}``).
 
 paho runs its own network thread and reconnects with back-off. Events are
 handed to paho only while connected; in between they wait in a bounded queue
@@ -114,8 +118,12 @@ def discovery_messages(
     device_name: str,
     zones: list[ZoneTopics],
     switches: Sequence[SwitchTopics] = (),
+    tamper: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The retained Home Assistant discovery configs, (topic, payload): per zone its state entity and its score."""
+    """The retained Home Assistant discovery configs, (topic, payload): per zone its state entity and its score.
+
+    ``tamper``: also the tamper binary sensor.
+    """
     device = {
         "identifiers": [f"monitor_{node}"],
         "name": device_name,
@@ -171,6 +179,17 @@ def discovery_messages(
         }
         messages.append((f"{discovery_prefix}/sensor/{node}/{object_id}score/config", score))
     messages.extend(switch_discovery(discovery_prefix=discovery_prefix, node=node, switches=switches))
+    if tamper:
+        entity = {
+            "name": "Tamper",
+            "unique_id": f"monitor_{node}_tamper",
+            "state_topic": f"{topic_prefix}/tamper",
+            "json_attributes_topic": f"{topic_prefix}/tamper/attributes",
+            "payload_on": ON,
+            "payload_off": OFF,
+            "device_class": "tamper",
+        }
+        messages.append((f"{discovery_prefix}/binary_sensor/{node}/tamper/config", entity))
     return [(topic, {**payload, **availability, "device": device}) for topic, payload in messages]
 
 
@@ -192,6 +211,7 @@ class MqttPublisher(Closing):
         hostname: str | None = None,
         client_id: str | None = None,
         arming: ArmingState | None = None,
+        tamper: bool = False,
     ) -> None:
         from paho.mqtt.client import CallbackAPIVersion, Client
 
@@ -206,6 +226,9 @@ class MqttPublisher(Closing):
         self.availability_topic = f"{self.prefix}/availability"
         self.zones = {zone.name: zone for zone in zone_topics(self.prefix, zones)}
         self.event_topic = f"{self.prefix}/event"
+        self.tamper = tamper
+        self.tamper_topic = f"{self.prefix}/tamper"
+        self.tamper_attributes_topic = f"{self.prefix}/tamper/attributes"
         self.ha_status_topic = None if config.discovery_prefix is None else f"{config.discovery_prefix}/status"
 
         # One lock orders every hand-over to paho (ours first, then paho's own locks, never the reverse).
@@ -215,6 +238,7 @@ class MqttPublisher(Closing):
         self._closed = False
         self._pending: deque[str] = deque()
         self._states: dict[str, str] = {}  # zone -> the payload last published on its state topic
+        self._tamper_state: tuple[str, str | None] | None = None  # (ON/OFF, reason) last published
         self._last_score_time: float | None = None
         self._failures = 0
         self._last_discovery: float | None = None
@@ -274,6 +298,11 @@ class MqttPublisher(Closing):
                     self._states[zone.name] = payload
                     if self._connected:
                         self._client.publish(zone.state_topic, payload, qos=self.config.qos, retain=True)
+            tamper = (ON if status.tamper else OFF, status.tamper)
+            if self.tamper and tamper != self._tamper_state:
+                self._tamper_state = tamper
+                if self._connected:
+                    self._publish_tamper()
             if self._connected and self._score_due(status.time):
                 self._last_score_time = status.time
                 for verdict in status.zones:
@@ -350,6 +379,8 @@ class MqttPublisher(Closing):
                 self._switch_states.update(switch_states(self.switches, self.arming.evaluate(time.time())))
                 for topic, payload in self._switch_states.items():
                     client.publish(topic, payload, qos=self.config.qos, retain=True)
+            if self._tamper_state is not None:
+                self._publish_tamper()
             delivered = len(self._pending)
             while self._pending:
                 client.publish(self.event_topic, self._pending.popleft(), qos=self.config.qos)
@@ -406,9 +437,19 @@ class MqttPublisher(Closing):
             device_name=self.device_name,
             zones=list(self.zones.values()),
             switches=self.switches,
+            tamper=self.tamper,
         )
         for topic, payload in messages:
             self._client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    def _publish_tamper(self) -> None:
+        assert self._tamper_state is not None
+        payload, reason = self._tamper_state
+        # The reason first, so that whoever sees ON can already read why.
+        self._client.publish(
+            self.tamper_attributes_topic, json.dumps({"reason": reason}), qos=self.config.qos, retain=True
+        )
+        self._client.publish(self.tamper_topic, payload, qos=self.config.qos, retain=True)
 
     def _queue(self, payloads: list[str]) -> None:
         self._pending.extend(payloads)

@@ -30,7 +30,8 @@ __all__ = ["EVENTS_KEPT", "LiveState"]
 EVENTS_KEPT = 20
 FPS_WINDOW = 10.0  # seconds of frame times the fps is measured over
 JPEG_QUALITY = 80
-EVENT_TYPES = ("event_start", "event_end", "state", "camera_lost", "camera_found")
+EVENT_TYPES = ("event_start", "event_end", "state", "camera_lost", "camera_found", "tamper_start", "tamper_end")
+TAMPER_REASONS = ("covered", "moved", "defocused", "frozen")
 PROCESSING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -61,6 +62,9 @@ class _Metrics:
         )
         for kind in EVENT_TYPES:
             self.events.labels(type=kind)  # present at 0 before the first event, so rate() works
+        self.tampers = Counter("monitor_tampers", "Tampers started, by reason", ["reason"], registry=self.registry)
+        for reason in TAMPER_REASONS:
+            self.tampers.labels(reason=reason)
 
 
 class LiveState:
@@ -155,6 +159,8 @@ class LiveState:
         self.metrics.events.labels(type=record.type).inc()
         if record.type == "camera_lost":
             self.metrics.camera_errors.inc()
+        if record.type == "tamper_start":
+            self.metrics.tampers.labels(reason=str(record.extra.get("reason"))).inc()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -188,8 +194,10 @@ class LiveState:
                     "colour": _css_colour(zone_colour(index)),
                 }
         only = latest.zones[0] if latest is not None and len(latest.zones) == 1 else None
+        tamper = latest.tamper if latest is not None and not lost else None
         return {
-            "state": "camera_lost" if lost else (latest.state if latest else None),
+            "state": "camera_lost" if lost else ("tamper" if tamper else (latest.state if latest else None)),
+            "tamper": tamper,  # the reason: covered, moved, defocused or frozen; null when none is on
             "score": _finite(latest.score) if latest else None,
             # The one zone's figures, as before zones existed; null with several zones.
             "changed_fraction": _finite(only.changed_fraction) if only and only.changed_fraction is not None else None,

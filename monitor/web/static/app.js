@@ -166,7 +166,7 @@ async function refreshData() {
     const status = await getJson("/api/status");
     const history = await getJson("/api/history");
     const state = document.getElementById("state");
-    state.textContent = status.state ?? "waiting";
+    state.textContent = status.tamper ? "tamper: " + status.tamper : (status.state ?? "waiting");
     state.className = "state state-" + (status.state ?? "none");
     document.title = "monitor: " + (status.state ?? "waiting");
     setText("score", fmt(status.score, 4));
