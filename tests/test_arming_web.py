@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from monitor.config import ArmingConfig, HttpConfig
 from monitor.status import Scene
 from monitor.web.server import StatusServer
 from tests import statuses
+from tests.conftest import console_errors
 
 TOKEN = "correct-horse-battery-staple"
 ZONES = ["door", "bench"]
@@ -165,10 +165,6 @@ def test_without_an_arming_section_there_is_nothing_to_command(serve: Callable[.
     assert status["arming"] is False and status["zones"]["door"]["armed"] is True
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
 def text(driver: Any, selector: str) -> str:
     """The element's text; "" when the page replaced it while it was read (it redraws every 2 s)."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -191,23 +187,12 @@ def click(driver: Any, selector: str) -> bool:
 
 
 def test_the_page_disarms_and_arms_a_zone_with_its_buttons(
-    serve: Callable[..., StatusServer], arming: ArmingState, tmp_path: Path
+    serve: Callable[..., StatusServer], arming: ArmingState, browser: Any
 ) -> None:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
     server = serve(token=TOKEN)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"]:  # fmt: skip
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver = browser
     try:
         host, port = server.address
         driver.get(f"http://{host}:{port}/?token={TOKEN}")
@@ -225,7 +210,7 @@ def test_the_page_disarms_and_arms_a_zone_with_its_buttons(
 
         wait.until(lambda d: click(d, "#arm-all"))
         wait.until(lambda d: armed(arming) == [True, True])
-        errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        errors = console_errors(driver)
     finally:
         driver.quit()
     assert errors == []

@@ -501,16 +501,8 @@ def test_clips_need_the_token_when_one_is_set(clip_server: Callable[..., StatusS
 
 
 def test_the_page_links_an_event_to_its_clip(
-    clip_server: Callable[..., StatusServer], clip_file: Path, tmp_path: Path
+    clip_server: Callable[..., StatusServer], clip_file: Path, browser: Any
 ) -> None:
-    import shutil
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver")
-    if chromium is None or chromedriver is None:
-        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
     token = "correct-horse-battery-staple"
@@ -518,11 +510,7 @@ def test_the_page_links_an_event_to_its_clip(
     server.on_event(
         EventRecord(type="event_end", time=1_764_417_600.0, frame=140, zone="door", extra={"clip": str(clip_file)})
     )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium'}"]:
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
+    driver = browser
     try:
         host, port = server.address
         driver.get(f"http://{host}:{port}/?token={token}")

@@ -494,27 +494,15 @@ def test_a_reload_that_switches_the_checks_off_ends_the_tamper_and_frees_the_pin
     assert [n for n in zone_starts(events) if n in TAMPERED]
 
 
-def test_the_page_in_a_real_browser_names_the_reason(highway: Highway, tmp_path: Path) -> None:
-    import shutil
-
-    from monitor.status import FrameStatus, Scene
-    from tests import statuses
-
-    chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+def test_the_page_in_a_real_browser_names_the_reason(highway: Highway, browser: Any) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     from monitor.config import HttpConfig
+    from monitor.status import FrameStatus, Scene
+    from tests import statuses
 
     scene = Scene(picture=highway.reference, masks={"main": None}, kinds={"main": "change"})
     server = StatusServer(HttpConfig(host="127.0.0.1", port=0), scene=scene, snapshot_dir=None)
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium'}"]:
-        options.add_argument(argument)
     with server:
         for n in range(3):
             verdict = statuses.change(score=0.2, settling=True)
@@ -529,7 +517,7 @@ def test_the_page_in_a_real_browser_names_the_reason(highway: Highway, tmp_path:
                     tamper="covered",
                 )
             )
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+        driver = browser
         try:
             host, port = server.address
             driver.get(f"http://{host}:{port}/")

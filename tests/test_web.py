@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from monitor.exc import ConfigError, MonitorError
 from monitor.status import EventRecord, FrameStatus, Scene
 from monitor.web.server import StatusServer
 from tests import statuses
+from tests.conftest import console_errors
 
 TOKEN = "correct-horse-battery-staple"
 BOX = (100, 60, 80, 70)  # x, y, w, h inside the watched rectangle
@@ -365,17 +365,9 @@ def test_close_releases_the_port_and_is_idempotent(make_server: Callable[..., St
         socket.create_connection(address, timeout=5).close()
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
 def test_page_renders_in_a_real_browser(
-    make_server: Callable[..., StatusServer], scene: np.ndarray, tmp_path: Path
+    make_server: Callable[..., StatusServer], scene: np.ndarray, tmp_path: Path, browser: Any
 ) -> None:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("chromium and chromedriver are not installed (apt install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
     server = make_server(token=TOKEN)
@@ -393,22 +385,7 @@ def test_page_renders_in_a_real_browser(
         EventRecord(type="event_end", time=start + 60, frame=299, snapshot=hostile, extra={"note": '<b id="bold">'})
     )
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver = browser
     try:
         host, port = server.address
         driver.get(f"http://{host}:{port}/?token={TOKEN}")
@@ -431,8 +408,7 @@ def test_page_renders_in_a_real_browser(
         assert driver.find_elements("id", "bold") == []
         screenshot = tmp_path / "status-page.png"
         assert driver.save_screenshot(str(screenshot))
-        # Script errors, resources that failed to load, anything the page's Content-Security-Policy blocked.
-        errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        errors = console_errors(driver)
     finally:
         driver.quit()
 
