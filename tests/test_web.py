@@ -308,7 +308,8 @@ def test_the_page_is_static_with_its_script_and_style_from_the_package_only(
     page = body.decode()
     assert code == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert "script-src 'self'" in headers["Content-Security-Policy"]
-    assert '<script src="/static/app.js"' in page and page.count("<script") == 1  # no inline script
+    assert '<script src="/static/app.js"' in page and page.count("<script") == 2  # common.js, app.js: none inline
+    assert "<script>" not in page
     assert "http://" not in page and "https://" not in page  # no external assets
     for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css")]:
         code, headers, body = get(server, f"/static/{name}")  # no data in them: served without the token

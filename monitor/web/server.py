@@ -60,6 +60,7 @@ _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
 STATIC = {
     "index.html": "text/html; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "zones.html": "text/html; charset=utf-8",
     "zones.css": "text/css; charset=utf-8",

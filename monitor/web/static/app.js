@@ -2,22 +2,8 @@
 // Text from the monitor is only ever set with textContent, never parsed as HTML.
 "use strict";
 
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
-const SVG = "http://www.w3.org/2000/svg";
+// params, token, SVG, url() and el() come from common.js.
 let shownEvent = null;
-
-function url(path) {
-  if (!token) return path;
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-}
-
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function setText(id, value) {
   const node = document.getElementById(id);

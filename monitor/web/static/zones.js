@@ -4,9 +4,7 @@
 // zone's own units, and only what is edited changes. Text is only ever set with textContent.
 "use strict";
 
-const params = new URLSearchParams(location.search);
-const token = params.get("token");
-const SVG = "http://www.w3.org/2000/svg";
+// params, token, SVG, url() and el() come from common.js.
 // drawing.py's zone colours, in config order.
 const COLOURS = ["#ffc800", "#00a0ff", "#3cc850", "#e650e6", "#dcdc3c", "#ff78c8", "#5affff"];
 
@@ -25,18 +23,6 @@ const ed = {
 };
 
 const $ = id => document.getElementById(id);
-
-function url(path) {
-  if (!token) return path;
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-}
-
-function el(tag, attrs, text) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function svg(parent, tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
