@@ -27,10 +27,11 @@ dir=$(start_root "$ROOT")
 echo "mmdebstrap bookworm (arm64, emulated) into $dir"
 # Byte-compiling Python's modules at install time takes minutes under emulation; Python compiles
 # what the tests import at their first run instead, and keeps it in the root.
-# libstdc++6: PyPI's NumPy and OpenCV wheels use the system's C++ runtime, as Raspberry Pi OS has it.
+# libstdc++6: PyPI's NumPy and OpenCV wheels use the system's C++ runtime, as Raspberry Pi OS has it;
+# e2fsprogs: chattr, with which a fault test makes a folder read-only even to root.
 # shellcheck disable=SC2016 # $1 is mmdebstrap's, expanded by its hook shell
 no_compile='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/bin/py3compile; ln -s /bin/true "$1/usr/bin/py3compile"'
-bootstrap "$dir" bookworm arm64 python3,python3-venv,libstdc++6 --essential-hook="$no_compile"
+bootstrap "$dir" bookworm arm64 python3,python3-venv,libstdc++6,e2fsprogs --essential-hook="$no_compile"
 allow_pip "$dir"
 PIP_OPTIONS=(--no-compile)
 in_new_root "$dir" python3 -m venv /opt/venv
