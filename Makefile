@@ -47,3 +47,26 @@ test-systemd: $(STAMP)
 
 test-homeassistant: $(STAMP)
 	MONITOR_CONTAINER_TESTS=homeassistant $(BIN)/python -m pytest -v tests/container/test_homeassistant.py
+
+# Real picamera2 on libcamera's virtual camera (tests/hardware), and the unit tests on arm64 under
+# qemu-user-static, each in a Debian root kept in MONITOR_ROOTS and rebuilt when absent or when its
+# script changed (as root; needs mmdebstrap, and arch-test and qemu-user-static for arm64). See README.md.
+MONITOR_ROOTS ?= /var/cache/monitor-test-roots
+# What test-arm64 runs: the comparator (with the x86-vs-arm64 score check), config, sources, detector
+# and mask tests. ARM64_TESTS=tests (make test-arm64-full) runs the whole suite.
+ARM64_TESTS ?= tests/test_similarity.py tests/test_config.py tests/test_sources.py tests/test_detector.py \
+	tests/test_mask.py
+.PHONY: test-picamera2 test-arm64 test-arm64-full
+test-picamera2:
+	bash ci/roots/build-picamera2.sh $(MONITOR_ROOTS)/picamera2
+	bash ci/roots/enter.sh $(MONITOR_ROOTS)/picamera2 . sh tests/hardware/harness/run-tests.sh
+
+test-arm64: $(STAMP)
+	bash ci/roots/build-arm64.sh $(MONITOR_ROOTS)/arm64
+	@mkdir -p build
+	$(BIN)/python -m tests.score_cases build/scores-$$(uname -m).json
+	bash ci/roots/enter.sh $(MONITOR_ROOTS)/arm64 . env MONITOR_SCORES_FROM=build/scores-$$(uname -m).json \
+		python -m pytest -p no:cacheprovider $(ARM64_TESTS)
+
+test-arm64-full:
+	$(MAKE) test-arm64 ARM64_TESTS=tests

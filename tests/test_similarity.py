@@ -202,10 +202,11 @@ def test_large_frames_filtered_in_strips_give_the_same_map(
     monkeypatch.setattr(Comparator, "STRIP_PIXELS", 512 * 37)  # strips of 37 rows or so, 5 of context
     strips = Comparator(photo, mask=mask)
     np.testing.assert_array_equal(strips.similarity_map(frame), whole.similarity_map(frame))
-    assert strips.score(frame) == pytest.approx(whole.score(frame), abs=1e-12)
+    # The same map, summed strip by strip: on arm64 NumPy's sums differ from the whole frame's by 2e-12.
+    assert strips.score(frame) == pytest.approx(whole.score(frame), abs=1e-9)
     expected = whole.compare(frame)
     result = strips.compare(frame)
-    assert result.score == pytest.approx(expected.score, abs=1e-12)
+    assert result.score == pytest.approx(expected.score, abs=1e-9)
     assert (result.changed_fraction, result.boxes) == (expected.changed_fraction, expected.boxes)
     strips.set_reference(frame)
     assert strips.score(frame) == pytest.approx(1.0, abs=1e-5)
@@ -363,3 +364,22 @@ def test_zones_and_references_must_fit_the_frame(photo: np.ndarray) -> None:
         Comparator(photo, zones=[None, small])
     with pytest.raises(ComparisonError, match="references differ in size: 512x512 and 256x256"):
         Comparator.of_states([photo, photo[:256, :256].copy()])
+
+
+def test_scores_agree_with_another_machine() -> None:
+    """The scores of tests/score_cases.py here equal another machine's (x86 against arm64's NEON code)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from tests.score_cases import score_cases
+
+    path = os.environ.get("MONITOR_SCORES_FROM")
+    if not path:
+        pytest.skip("MONITOR_SCORES_FROM names no other machine's scores (make test-arm64 sets it)")
+    theirs = json.loads(Path(path).read_text())
+    ours = score_cases()
+    assert sorted(ours) == sorted(theirs["scores"])
+    worst = max(ours, key=lambda key: abs(ours[key] - theirs["scores"][key]))
+    difference = abs(ours[worst] - theirs["scores"][worst])
+    assert difference <= 1e-4, f"{worst}: {ours[worst]} here, {theirs['scores'][worst]} on {theirs['machine']}"

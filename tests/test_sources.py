@@ -509,14 +509,63 @@ def test_picamera_configuration_and_controls(picamera2: Any) -> None:
         streams = camera.camera_configuration()
         assert streams["lores"]["size"] == (W, H) and streams["lores"]["format"] == "YUV420"
         assert streams["main"]["size"] == (W, H)
-        assert camera.controls["FrameRate"] == 30
+        assert camera.controls["FrameDurationLimits"] == (33333, 33333)  # picamera2's FrameRate: 30
         assert camera.controls["Brightness"] == 0.2 and camera.controls["AwbMode"] == 1
         assert camera.calls.index("set_controls") < camera.calls.index("start")
         assert camera.waits == [config.capture_timeout]
         assert camera.calls[-1] == "capture_array:lores"
-    assert camera.calls[-2:] == ["stop", "close"]
+    assert camera.calls[-3:] == ["cancel_all_and_flush", "stop", "close"]
     source.close()
     assert camera.calls.count("close") == 1
+
+
+def test_picamera_reads_the_luma_plane_of_an_nv12_stream(picamera2: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libcamera's virtual camera (and other non-Pi pipelines) answer a YUV420 request with NV12.
+    monkeypatch.setattr(picamera2, "OUTPUT_FORMATS", ("NV12",))
+    with PiCameraSource(camera_config(width=150, height=100)) as source:
+        frame = source.read()
+        assert picamera2.Picamera2.instances[-1].camera_configuration()["lores"]["format"] == "NV12"
+    assert frame is not None
+    assert np.array_equal(frame.image, picamera2.scene_y(150, 100))
+
+
+def test_picamera_scales_a_size_the_camera_chose_instead(picamera2: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pipeline without the Pi's scaler (the virtual camera, a USB camera) offers only its own sizes.
+    monkeypatch.setattr(picamera2, "OUTPUT_SIZES", ((320, 240),))
+    with PiCameraSource(camera_config(width=W, height=H)) as source:
+        frame = source.read()
+    assert frame is not None
+    expected = cv2.resize(picamera2.scene_y(320, 240), (W, H), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(frame.image, expected)  # the whole scene, not its top-left corner
+
+
+def test_picamera_rejects_a_stream_without_a_luma_plane_first(picamera2: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(picamera2, "OUTPUT_FORMATS", ("XBGR8888",))
+    source = PiCameraSource(camera_config())
+    with pytest.raises(SourceError, match=r"^picamera 0: the camera gives its small stream as XBGR8888, expected"):
+        source.open()
+    assert not picamera2.Picamera2.instances[-1].is_open
+
+
+def test_picamera_unknown_control_names_it_and_the_cameras_controls(picamera2: Any) -> None:
+    source = PiCameraSource(camera_config(controls={"Brightness": 0.1, "Zoom": 2}))
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    message = str(caught.value)
+    assert message.startswith("picamera 0: source.controls: this camera has no Zoom control (it has: AeEnable, ")
+    assert "\n" not in message and "FrameRate" in message
+    assert not picamera2.Picamera2.instances[-1].is_open
+
+
+def test_picamera_without_a_frame_duration_control_runs_at_the_cameras_rate(
+    picamera2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controls = {k: v for k, v in picamera2.VIRTUAL_CONTROLS.items() if k != "FrameDurationLimits"}
+    monkeypatch.setattr(picamera2, "CONTROLS", controls)
+    with PiCameraSource(camera_config()) as source:
+        assert source.read() is not None
+        camera = picamera2.Picamera2.instances[-1]
+        assert all("FrameRate" not in controls for controls in camera.control_history)
 
 
 def test_picamera_timeout_is_a_source_error(picamera2: Any) -> None:
@@ -528,7 +577,22 @@ def test_picamera_timeout_is_a_source_error(picamera2: Any) -> None:
         with pytest.raises(SourceError, match=r"picamera 0: no frame within 0\.5 s"):
             source.read()
         assert camera.waits[-1] == 0.5
+    # picamera2 would wait for ever in stop() behind the capture that timed out: it is cancelled first.
+    assert camera.calls[-3:] == ["cancel_all_and_flush", "stop", "close"]
     assert not camera.is_open
+
+
+def test_picamera_reopens_after_frames_stopped(picamera2: Any) -> None:
+    source = PiCameraSource(camera_config(capture_timeout=0.2))
+    with source:
+        assert source.read() is not None
+        picamera2.Picamera2.instances[-1].hang = True
+        with pytest.raises(SourceError):
+            source.read()
+    with source:
+        frame = source.read()
+    assert frame is not None and frame.index == 1
+    assert len(picamera2.Picamera2.instances) == 2 and not picamera2.Picamera2.instances[0].is_open
 
 
 def test_picamera_lock_exposure_freezes_what_auto_exposure_found(picamera2: Any) -> None:
@@ -552,11 +616,47 @@ def test_picamera_without_lock_exposure_leaves_auto_exposure_on(picamera2: Any) 
         assert all("AeEnable" not in controls for controls in camera.control_history)
 
 
+def test_picamera_lock_exposure_without_auto_exposure_is_a_one_line_error(
+    picamera2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera2, "CONTROLS", picamera2.VIRTUAL_CONTROLS)
+    source = PiCameraSource(camera_config(lock_exposure=True))
+    with pytest.raises(SourceError) as caught:
+        source.open()
+    assert str(caught.value) == (
+        "picamera 0: source.lock_exposure: this camera has no auto exposure to lock "
+        "(libcamera advertises no AeEnable control); set lock_exposure: false"
+    )
+    assert not source.is_open and not picamera2.Picamera2.instances[-1].is_open
+
+
+def test_picamera_lock_exposure_on_a_monochrome_camera_locks_exposure_only(
+    picamera2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera2, "CONTROLS", picamera2.MONO_CONTROLS)
+    with PiCameraSource(camera_config(lock_exposure=True)) as source:
+        camera = picamera2.Picamera2.instances[-1]
+        settled = dict(camera.last_metadata)
+        assert camera.control_history[-1] == {
+            "AeEnable": False,
+            "ExposureTime": settled["ExposureTime"],
+            "AnalogueGain": settled["AnalogueGain"],
+        }
+        assert source.read() is not None
+
+
 def test_picamera_absent_camera_names_the_device(picamera2: Any) -> None:
     source = make_source(camera_config(device=1))
-    with pytest.raises(SourceError, match="picamera 1: cannot start the camera"):
+    with pytest.raises(SourceError, match=r"^picamera 1: cannot start the camera: No camera number 1 found"):
         source.open()
     assert not source.is_open
+
+
+def test_picamera_device_must_be_a_camera_number(picamera2: Any) -> None:
+    source = PiCameraSource(camera_config(device="imx708"))
+    with pytest.raises(SourceError, match=r"^picamera imx708: source\.device must be a camera number"):
+        source.open()
+    assert picamera2.Picamera2.instances == []
 
 
 def test_picamera_without_the_library_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
