@@ -19,7 +19,7 @@ import pytest
 from skimage import data
 
 from monitor.config import SourceConfig
-from monitor.exc import SourceError
+from monitor.exc import ConfigError, SourceError
 from monitor.sources import (
     CameraSource,
     Frame,
@@ -549,7 +549,7 @@ def test_picamera_rejects_a_stream_without_a_luma_plane_first(picamera2: Any, mo
 
 def test_picamera_unknown_control_names_it_and_the_cameras_controls(picamera2: Any) -> None:
     source = PiCameraSource(camera_config(controls={"Brightness": 0.1, "Zoom": 2}))
-    with pytest.raises(SourceError) as caught:
+    with pytest.raises(ConfigError) as caught:  # no use waiting for it as for a lost camera
         source.open()
     message = str(caught.value)
     assert message.startswith("picamera 0: source.controls: this camera has no Zoom control (it has: AeEnable, ")
@@ -621,7 +621,7 @@ def test_picamera_lock_exposure_without_auto_exposure_is_a_one_line_error(
 ) -> None:
     monkeypatch.setattr(picamera2, "CONTROLS", picamera2.VIRTUAL_CONTROLS)
     source = PiCameraSource(camera_config(lock_exposure=True))
-    with pytest.raises(SourceError) as caught:
+    with pytest.raises(ConfigError) as caught:  # not a lost camera: the daemon must not wait for it
         source.open()
     assert str(caught.value) == (
         "picamera 0: source.lock_exposure: this camera has no auto exposure to lock "
@@ -654,12 +654,12 @@ def test_picamera_absent_camera_names_the_device(picamera2: Any) -> None:
 
 def test_picamera_device_must_be_a_camera_number(picamera2: Any) -> None:
     source = PiCameraSource(camera_config(device="imx708"))
-    with pytest.raises(SourceError, match=r"^picamera imx708: source\.device must be a camera number"):
+    with pytest.raises(ConfigError, match=r"^picamera imx708: source\.device must be a camera number"):
         source.open()
     assert picamera2.Picamera2.instances == []
 
 
 def test_picamera_without_the_library_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 raises ImportError
-    with pytest.raises(SourceError, match="python3-picamera2"):
+    with pytest.raises(ConfigError, match="python3-picamera2"):
         PiCameraSource(camera_config()).open()

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from monitor.config import SourceConfig
-from monitor.exc import SourceError
+from monitor.exc import ConfigError, SourceError
 from monitor.sources.base import FrameSource, camera_index, one_line
 
 __all__ = ["PiCameraSource"]
@@ -47,14 +47,16 @@ class PiCameraSource(FrameSource):
         try:
             from picamera2 import Picamera2
         except ImportError as exc:
-            raise SourceError(
-                f"{self.name}: picamera2 is not installed (on the Pi: sudo apt install python3-picamera2, "
-                "and make the venv with --system-site-packages)"
+            raise ConfigError(
+                [
+                    f"{self.name}: picamera2 is not installed (on the Pi: sudo apt install python3-picamera2, "
+                    "and make the venv with --system-site-packages)"
+                ]
             ) from exc
         index = camera_index(self.device)
         if index is None:
             # picamera2 takes the camera's number in its sorted list, not a name or a path.
-            raise SourceError(f"{self.name}: source.device must be a camera number (0, 1, ...) for a picamera source")
+            raise ConfigError([f"{self.name}: source.device must be a camera number (0, 1, ...) for a picamera source"])
         size = self._asked
         with self._camera_errors("cannot start the camera"):
             self._camera = camera = Picamera2(index)
@@ -81,7 +83,7 @@ class PiCameraSource(FrameSource):
         """Turn what picamera2 or libcamera raise into a one-line SourceError naming the camera."""
         try:
             yield
-        except SourceError:
+        except (SourceError, ConfigError):
             raise
         except Exception as exc:
             raise SourceError(f"{self.name}: {doing}: {one_line(exc)}") from exc
@@ -92,9 +94,11 @@ class PiCameraSource(FrameSource):
         known = set(advertised) | ({"FrameRate"} if "FrameDurationLimits" in advertised else set())
         unknown = [name for name in self.config.controls if name not in known]
         if unknown:
-            raise SourceError(
-                f"{self.name}: source.controls: this camera has no {', '.join(unknown)} control "
-                f"(it has: {', '.join(sorted(known))})"
+            raise ConfigError(
+                [
+                    f"{self.name}: source.controls: this camera has no {', '.join(unknown)} control "
+                    f"(it has: {', '.join(sorted(known))})"
+                ]
             )
         controls: dict[str, Any] = {}
         if "FrameDurationLimits" in advertised:
@@ -125,9 +129,11 @@ class PiCameraSource(FrameSource):
     def _lock_exposure(self, advertised: Mapping[str, Any]) -> None:
         """Let auto exposure and white balance settle, then freeze them at the values they reached."""
         if "AeEnable" not in advertised:
-            raise SourceError(
-                f"{self.name}: source.lock_exposure: this camera has no auto exposure to lock "
-                "(libcamera advertises no AeEnable control); set lock_exposure: false"
+            raise ConfigError(
+                [
+                    f"{self.name}: source.lock_exposure: this camera has no auto exposure to lock "
+                    "(libcamera advertises no AeEnable control); set lock_exposure: false"
+                ]
             )
         deadline = time.monotonic() + self.settle_seconds
         while time.monotonic() < deadline:
