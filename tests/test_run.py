@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from monitor.events import read_events
+from tests.notify_socket import NotifySocket
 from tests.scenes import clip_config, write_clip
 
 ENV = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "PYTHONUNBUFFERED": "1"}
@@ -31,14 +32,14 @@ def monitor(*args: str | Path, cwd: Path | None = None, timeout: float = 120) ->
     )
 
 
-def start_run(config: Path) -> subprocess.Popen[str]:
-    """`monitor run CONFIG` in the background, with mock pins."""
+def start_run(config: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`monitor run CONFIG` in the background, with mock pins (and ``env`` added)."""
     return subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env={**ENV, **(env or {})},
     )
 
 
@@ -65,21 +66,27 @@ def test_run_reloads_on_sighup_and_ends_cleanly_on_sigterm(tmp_path: Path) -> No
         )
     )
     log = tmp_path / "events.jsonl"
-    process = start_run(config)
-    try:
-        time.sleep(2.0)  # frames flow; at threshold 0.3 nothing is below
-        assert process.poll() is None
-        assert events_of(log) == []
-        config.write_text(clip_config(clip, loop=True, fps=50))  # threshold 0.85: now it is a change
-        process.send_signal(signal.SIGHUP)
-        wait_for(lambda: any(e["type"] == "event_start" for e in events_of(log)))
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        code = process.wait(timeout=10)
-        stopped_in = time.monotonic() - started
-    finally:
-        process.kill()
-        _, stderr = process.communicate()
+    with NotifySocket(tmp_path) as sd:
+        process = start_run(config, env=sd.env())
+        try:
+            # READY=1 comes with the first scored frame: the signal handlers are in place by then (a
+            # SIGHUP before them would end the process, as its default does, on a slow machine).
+            deadline = time.monotonic() + 60
+            while sd.receive(timeout=max(0.1, deadline - time.monotonic())) != "READY=1":
+                pass
+            time.sleep(1.0)  # frames flow; at threshold 0.3 nothing is below
+            assert process.poll() is None
+            assert events_of(log) == []
+            config.write_text(clip_config(clip, loop=True, fps=50))  # threshold 0.85: now it is a change
+            process.send_signal(signal.SIGHUP)
+            wait_for(lambda: any(e["type"] == "event_start" for e in events_of(log)))
+            process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = process.wait(timeout=10)
+            stopped_in = time.monotonic() - started
+        finally:
+            process.kill()
+            _, stderr = process.communicate()
     assert code == 0, stderr
     assert stopped_in < 2.0
     events = events_of(log)
