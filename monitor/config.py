@@ -152,6 +152,9 @@ class DetectionConfig(_Model):
     min_box_area: Count = 25
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
     lightswitch_fraction: Fraction | None = None
+    # Change gating (monitor/gating.py): a frame like the last fully scored one keeps its verdict,
+    # at most this many frames in a row; 0 compares every frame.
+    max_skip_frames: Count = 10
 
     @model_validator(mode="after")
     def _hysteresis_order(self) -> DetectionConfig:

@@ -54,7 +54,8 @@ class Verdict:
     ``active``: what the zone's pin should show (an event is open, or the
     state is one of ``gpio.on_states``). ``started``/``ended``/``changed_to``:
     the transition this frame made, if any; ``boxes`` are filled on the frame
-    an event starts.
+    an event starts. ``reused``: change gating found the frame like the last
+    fully scored one and kept that frame's score and changed share.
     """
 
     zone: str
@@ -72,6 +73,7 @@ class Verdict:
     started: EventStart | None = None
     ended: EventEnd | None = None
     changed_to: StateChange | None = None
+    reused: bool = False
 
     @property
     def below(self) -> bool:
