@@ -159,3 +159,30 @@ def interleaved(runs: dict[str, Callable[[], float]], *, rounds: int) -> dict[st
 def rate(count: int, started: float) -> float:
     """Items per second since ``started`` (a perf_counter value)."""
     return count / (time.perf_counter() - started)
+
+
+def hall_background(size: tuple[int, int]) -> np.ndarray:
+    """The people-720p hall with nobody in it: the per-pixel median of every 10th frame, grey, at ``size``."""
+    capture = cv2.VideoCapture(str(CLIP_720P))
+    frames = []
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if index % 10 == 0:
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        index += 1
+    capture.release()
+    empty = np.median(np.stack(frames), axis=0).astype(np.uint8)
+    return cv2.resize(empty, size, interpolation=cv2.INTER_AREA)
+
+
+def write_still_clip(path: Path, background: np.ndarray, *, frames: int, fps: float, sigma: float = 3.0) -> None:
+    """A still indoor scene: ``background`` with fresh Gaussian sensor noise in every frame, as MPEG-4."""
+    rng = np.random.default_rng(20)
+    height, width = background.shape
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height), isColor=False)
+    for _ in range(frames):
+        writer.write(np.clip(background + rng.normal(0, sigma, background.shape), 0, 255).astype(np.uint8))
+    writer.release()

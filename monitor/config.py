@@ -192,6 +192,9 @@ class DetectionConfig(_Model):
     downscale: Annotated[int, Field(ge=1, le=8)] = 1
     lightswitch_fraction: Fraction | None = None
     min_area: Area | None = None  # change zones: this many changed pixels also make a frame count as below
+    # Change gating (monitor/gating.py): a frame like the last fully scored one keeps its verdict,
+    # at most this many frames in a row; 0 compares every frame.
+    max_skip_frames: Annotated[int, Field(ge=0, le=1000)] = 10
 
     @model_validator(mode="after")
     def _hysteresis_order(self) -> DetectionConfig:

@@ -363,11 +363,12 @@ class ScoreTable:
 
     Columns: frame, time, zone, score, changed_fraction, changed_pixels,
     below (1/0), state (the word the status page shows: unchanged, changed,
-    settling, or a state zone's state). A state zone's ``score`` is its best
-    state's, and its changed columns are empty.
+    settling, or a state zone's state), reused (1 when change gating kept the
+    last fully scored frame's score, see monitor/gating.py). A state zone's
+    ``score`` is its best state's, and its changed columns are empty.
     """
 
-    COLUMNS = ("frame", "time", "zone", "score", "changed_fraction", "changed_pixels", "below", "state")
+    COLUMNS = ("frame", "time", "zone", "score", "changed_fraction", "changed_pixels", "below", "state", "reused")
 
     def __init__(self, out: IO[str]) -> None:
         self._writer = csv.writer(out)
@@ -387,6 +388,7 @@ class ScoreTable:
                     "" if verdict.changed_pixels is None else verdict.changed_pixels,
                     int(verdict.below),
                     verdict.word,
+                    int(verdict.reused),
                 ]
             )
 

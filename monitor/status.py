@@ -71,7 +71,8 @@ class Verdict:
     ``active``: what the zone's pin should show (an event is open, or the
     state is one of ``gpio.on_states``). ``started``/``ended``/``changed_to``:
     the transition this frame made, if any; ``boxes`` are filled on the frame
-    an event starts.
+    an event starts. ``reused``: change gating found the frame like the last
+    fully scored one and kept that frame's score and changed share.
     """
 
     zone: str
@@ -91,6 +92,7 @@ class Verdict:
     ended: EventEnd | None = None
     changed_to: StateChange | None = None
     armed: bool = True  # False: disarmed (issue 14): scored, but starts no event and drives no pin
+    reused: bool = False  # change gating kept the last fully scored frame's score (monitor/gating.py)
 
     @property
     def word(self) -> str:

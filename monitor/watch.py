@@ -29,6 +29,7 @@ from monitor.adapt import LightSwitch, ReferenceAdapter
 from monitor.config import Config, DetectionConfig, ZoneConfig, area_in_pixels
 from monitor.detector import ActivityDetector, Detector, EventEnd, EventStart, StateDetector
 from monitor.exc import ComparisonError, ConfigError, ReferenceImageError
+from monitor.gating import ChangeGate, Standing
 from monitor.images import ImageFileError, read_gray
 from monitor.mask import zone_masks
 from monitor.similarity import Comparator
@@ -92,6 +93,7 @@ def _sharing_key(detection: DetectionConfig) -> tuple[object, ...]:
 class _ChangeGroup:
     comparator: Comparator
     names: list[str]
+    gate: ChangeGate | None = None  # change gating, unless a zone of the group has max_skip_frames 0
 
 
 def _watched(mask: np.ndarray | None, shape: tuple[int, int]) -> int:
@@ -127,6 +129,7 @@ class _ChangeWatch:
         index: int,
         score: float,
         changed: tuple[float, int],
+        reused: bool = False,
         *,
         frame: int,
         now: float,
@@ -157,6 +160,23 @@ class _ChangeWatch:
             started=started,
             ended=outcome if isinstance(outcome, EventEnd) else None,
             armed=armed,
+            reused=reused,
+        )
+
+    def standing(self, last: Verdict | None) -> Standing:
+        """Where the zone stands for change gating, after its verdict ``last``."""
+        detector = self.detector
+        steady = (
+            last is not None
+            and not detector.active
+            and not detector.settling
+            and last.started is None
+            and last.ended is None
+        )
+        return Standing(
+            score=last.score if last is not None else float("nan"),
+            floor=max(detector.threshold, detector.clear_threshold),
+            steady=steady,
         )
 
 
@@ -333,6 +353,7 @@ class Watches:
         self._groups: list[_ChangeGroup] = []
         self._watches: list[_Watch] = []
         self._change: dict[str, tuple[_ChangeGroup, int]] = {}
+        self._last: dict[str, Verdict] = {}  # each change zone's last verdict, for change gating
         self._build(config, reference, state_references)
         self._scene: Scene | None = None
         self._blank: np.ndarray | None = None
@@ -368,7 +389,7 @@ class Watches:
                 comparator = _comparator(detection, reference, [self.masks[name] for name in names])
             except ComparisonError as exc:
                 raise ConfigError([f"zones {', '.join(names)}: {exc}"]) from None
-            group = _ChangeGroup(comparator, names)
+            group = _ChangeGroup(comparator, names, gate=self._gate(config, names))
             self._groups.append(group)
             for index, name in enumerate(names):
                 self._change[name] = (group, index)
@@ -383,6 +404,12 @@ class Watches:
             else:
                 watch = _StateWatch(name, zone, state_references[name], mask)
             self._watches.append(watch)
+
+    def _gate(self, config: Config, names: list[str]) -> ChangeGate | None:
+        max_skip = min(config.zones[name].detection.max_skip_frames for name in names)
+        if max_skip == 0:
+            return None
+        return ChangeGate([self.masks[name] for name in names], self.shape, max_skip=max_skip)
 
     def carry_over(self, running: Watches) -> list[str]:
         """Take the running set's detectors for zones of the same name and kind (and states).
@@ -516,35 +543,85 @@ class Watches:
     # -- per frame ----------------------------------------------------------------
 
     def judge(
-        self, image: np.ndarray, *, frame: int, now: float, disarmed: Collection[str] = (), hold: bool = False
+        self,
+        image: np.ndarray,
+        *,
+        frame: int,
+        now: float,
+        disarmed: Collection[str] = (),
+        hold: bool = False,
+        reuse: bool = True,
     ) -> tuple[Verdict, ...]:
         """Score ``image`` in every zone and feed the detectors; one verdict per zone, in config order.
 
         A zone in ``disarmed`` is scored all the same, but its change detector
         is held (a state zone still follows its state) and its verdict is not
         ``active``. ``hold``: the camera cannot be trusted (a tamper): score,
-        but start, end and change nothing; the verdicts say ``settling``.
+        but start, end and change nothing; the verdicts say ``settling``. A
+        group of change zones whose gate finds the frame like the last fully
+        scored one keeps the last scores instead (monitor/gating.py); never
+        with ``reuse=False`` nor while held.
         """
-        results: dict[str, tuple[Comparator, int, float, tuple[float, int]]] = {}
+        results: dict[str, tuple[Comparator, int, float, tuple[float, int], bool]] = {}
+        compared = []
+        reuse = reuse and not hold
         for group in self._groups:
+            if self._reusable(group, image, allowed=reuse):
+                for index, name in enumerate(group.names):
+                    last = self._last[name]
+                    changed = (last.changed_fraction or 0.0, last.changed_pixels or 0)
+                    results[name] = (group.comparator, index, last.score, changed, True)
+                continue
+            compared.append(group)
             for index, (name, comparison) in enumerate(
                 zip(group.names, group.comparator.compare_zones(image), strict=True)
             ):
                 changed = (comparison.changed_fraction, comparison.changed_pixels)
-                results[name] = (group.comparator, index, comparison.score, changed)
+                results[name] = (group.comparator, index, comparison.score, changed, False)
         verdicts = []
         for watch in self._watches:
             armed = watch.name not in disarmed
             if isinstance(watch, _ChangeWatch):
                 verdicts.append(watch.judge(*results[watch.name], frame=frame, now=now, armed=armed, hold=hold))
+                self._last[watch.name] = verdicts[-1]
             else:
                 verdicts.append(watch.judge(image, frame=frame, now=now, armed=armed, hold=hold))
+        for group in compared:
+            if group.gate is not None:
+                group.gate.scored(image, [self._standing(name) for name in group.names])
         return tuple(verdicts)
+
+    def _reusable(self, group: _ChangeGroup, image: np.ndarray, *, allowed: bool) -> bool:
+        gate = group.gate
+        if gate is None:
+            return False
+        if not gate.may_reuse(image, [self._standing(name) for name in group.names], held=not allowed):
+            return False
+        gate.reused()
+        return True
+
+    def _standing(self, name: str) -> Standing:
+        watch = self._watch(name)
+        assert isinstance(watch, _ChangeWatch)
+        return watch.standing(self._last.get(name))
+
+    @property
+    def reused_share(self) -> float:
+        """The share of comparisons change gating saved: over every group of change zones that share one."""
+        gates = [group.gate for group in self._groups if group.gate is not None]
+        frames = sum(gate.frames for gate in gates)
+        return sum(gate.reused_frames for gate in gates) / frames if frames else 0.0
 
     def settle(self) -> None:
         """The source just (re)opened: every zone ignores its next settle_frames frames."""
         for watch in self._watches:
             watch.settle()
+        self._reset_gates()
+
+    def _reset_gates(self) -> None:
+        for group in self._groups:
+            if group.gate is not None:
+                group.gate.reset()
 
     def finish(self, *, frame: int, now: float) -> list[tuple[str, EventEnd]]:
         """Close every open event because frames stopped; (zone, end) for each."""
@@ -569,6 +646,7 @@ class Watches:
         self.reference = reference
         if self.tamper is not None:
             self.tamper.set_reference(reference)
+        self._reset_gates()
 
     # -- lighting ---------------------------------------------------------------
 
