@@ -191,7 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _install_signals(monitor)
         summary = monitor.run()
     logging.getLogger("monitor").info(
-        "stopped after %d frames, %d events, %d skipped", summary.frames, summary.events, summary.skipped
+        "stopped after %d frames, %d events, %d skipped; change gating kept %.0f %% of the comparisons",
+        summary.frames,
+        summary.events,
+        summary.skipped,
+        100 * summary.reused_share,
     )
     return EXIT_OK
 
@@ -224,7 +228,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         summary = monitor.run()
     print(
         f"replayed {summary.frames} frames in {summary.seconds:.2f} s ({summary.fps:.1f} frames/s), "
-        f"{summary.events} events" + (f", {summary.skipped} skipped" if summary.skipped else "")
+        f"{summary.events} events"
+        + (f", {summary.skipped} skipped" if summary.skipped else "")
+        + (
+            f"; change gating kept {100 * summary.reused_share:.0f} % of the comparisons"
+            if summary.reused_share
+            else ""
+        )
     )
     return EXIT_OK
 

@@ -118,6 +118,7 @@ class Monitor(Closing):
             skipped=self._skip_warning.count + self.source.skipped,
             events=self.actions.events,
             seconds=time.monotonic() - started,
+            reused_share=self.watches.reused_share,
         )
 
     def _open_source(self) -> None:

@@ -217,6 +217,7 @@ class RunSummary:
     skipped: int
     events: int
     seconds: float
+    reused_share: float = 0.0  # comparisons change gating saved, of every change zone's frames
 
     @property
     def fps(self) -> float:

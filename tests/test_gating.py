@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,14 +18,16 @@ import numpy as np
 import pytest
 import yaml
 from gpiozero.pins.mock import MockFactory
+from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import load_config
+from monitor.config import HttpConfig, load_config
 from monitor.daemon import Monitor
-from monitor.events import read_events
+from monitor.events import ScoreTable, read_events
 from monitor.exc import ConfigError
 from monitor.gating import ChangeGate, Standing
 from monitor.similarity import Comparator
 from monitor.status import EventRecord, FrameStatus
+from monitor.web.server import StatusServer
 from tests.conftest import shared_data
 from tests.notify_socket import NotifySocket
 from tests.scenes import HEIGHT, WIDTH, background, clip_config, object_patch, other_patch, write_clip, write_scene
@@ -311,16 +316,58 @@ def test_replay_scores_mark_the_reused_rows(tmp_path: Path) -> None:
     clip = write_clip(tmp_path, frames=120, changed=[range(70, 90)])
     (tmp_path / "config.yaml").write_text(clip_config(clip))
     command = [sys.executable, "-m", "monitor", "replay", "config.yaml", "--source", "clip.avi"]
-    subprocess.run(
-        [*command, "--scores", "scores.csv"], cwd=tmp_path, env=ENV, check=True, capture_output=True, timeout=120
+    done = subprocess.run(
+        [*command, "--scores", "scores.csv"],
+        cwd=tmp_path,
+        env=ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     with open(tmp_path / "scores.csv", newline="") as handle:
         header, *rows = list(csv.reader(handle))
     assert header[-1] == "reused"
     reused = [index for index, row in enumerate(rows) if row[-1] == "1"]
     assert len(reused) >= 40
+    # The closing line says how much gating saved, as the rows show it.
+    assert f"change gating kept {round(100 * len(reused) / len(rows))} % of the comparisons" in done.stdout
     assert all(rows[index][3] == rows[index - 1][3] for index in reused)  # the last score, kept
     assert not any(70 <= int(rows[index][0]) < 93 for index in reused)  # never while the cup is there or the event open
+
+
+def test_the_status_page_and_metrics_show_what_gating_kept(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path, frames=120, changed=[range(70, 90)])
+    path = tmp_path / "config.yaml"
+    path.write_text(clip_config(clip))
+    table = io.StringIO()
+    server = StatusServer(HttpConfig(host="127.0.0.1", port=0), scene=lambda: monitor.watches.scene, snapshot_dir=None)
+    listeners = [ScoreTable(table), server]
+    monitor = Monitor(
+        load_config(path), config_path=path, realtime=False, pin_factory=MockFactory(), listeners=listeners
+    )
+    server.start()
+    try:
+        with monitor:
+            summary = monitor.run()
+        host, port = server.address
+        status = json.loads(urllib.request.urlopen(f"http://{host}:{port}/api/status", timeout=10).read())
+        metrics = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read().decode()
+    finally:
+        server.close()
+    rows = list(csv.DictReader(io.StringIO(table.getvalue())))
+    reused = sum(row["reused"] == "1" for row in rows)
+    assert reused >= 40
+    assert status["reused_share"] == pytest.approx(reused / len(rows), abs=1e-4)
+    assert summary.reused_share == pytest.approx(reused / len(rows))
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    zone = rows[0]["zone"]
+    assert samples[("monitor_zone_reused_frames_total", (("zone", zone),))] == reused
+    assert status["zones"][zone]["reused"] is (rows[-1]["reused"] == "1")
 
 
 def test_max_skip_frames_is_checked_and_zero_turns_gating_off(tmp_path: Path) -> None:

@@ -401,6 +401,7 @@ def test_page_renders_in_a_real_browser(
         chart = driver.find_element("id", "score-chart")
         assert chart.size["width"] > 200 and chart.size["height"] > 100
         assert driver.find_element("id", "state").text == "changed"
+        assert driver.find_element("id", "reused").text == "0 % of comparisons"  # every frame here was compared
         row = driver.find_element("css selector", "#zones tr[data-zone='main']")
         assert "changed" in row.text and "on" in row.text
         # The hostile record shows as text: no element of its making, nothing run.

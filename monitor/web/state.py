@@ -54,6 +54,12 @@ class _Metrics:
             ["zone"],
             registry=self.registry,
         )
+        self.zone_reused = Counter(
+            "monitor_zone_reused_frames",
+            "Frames whose comparison change gating saved (the last verdict kept), by zone",
+            ["zone"],
+            registry=self.registry,
+        )
         self.processing = Histogram(
             "monitor_frame_processing_seconds",
             "Time spent judging one frame",
@@ -100,6 +106,8 @@ class LiveState:
         self._history: deque[tuple[float, tuple[float, ...]]] = deque()
         self._history_zones: tuple[str, ...] = ()
         self._frame_times: deque[float] = deque()
+        self._compared = 0  # change zones' verdicts since start, and how many of them change gating kept
+        self._reused = 0
         self._events: deque[EventRecord] = deque(maxlen=EVENTS_KEPT)
 
         self._jpeg_lock = threading.Lock()
@@ -137,6 +145,10 @@ class LiveState:
             while self._history and self._history[0][0] < status.time - self.config.history_seconds:
                 self._history.popleft()
             self._frame_times.append(status.time)
+            for verdict in status.zones:
+                if verdict.kind == "change":
+                    self._compared += 1
+                    self._reused += verdict.reused
             while self._frame_times and self._frame_times[0] < status.time - FPS_WINDOW:
                 self._frame_times.popleft()
         metrics = self.metrics
@@ -146,6 +158,8 @@ class LiveState:
         for verdict in status.zones:
             metrics.zone_score.labels(zone=verdict.zone).set(verdict.score)
             metrics.zone_active.labels(zone=verdict.zone).set(1 if verdict.active else 0)
+            if verdict.reused:
+                metrics.zone_reused.labels(zone=verdict.zone).inc()
         metrics.processing.observe(status.processing_seconds)
 
     def on_event(self, record: EventRecord) -> None:
@@ -174,6 +188,7 @@ class LiveState:
             latest, frames, times = self._latest, self._frames, list(self._frame_times)
             last_event = self._events[-1] if self._events else None
             lost = self._camera_lost
+            reused_share = self._reused / self._compared if self._compared else None
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         zones: dict[str, dict[str, Any]] = {}
         names = list(self.scene().masks)
@@ -191,6 +206,7 @@ class LiveState:
                     "scores": None if verdict.scores is None else {k: _finite(v) for k, v in verdict.scores.items()},
                     "output": verdict.active,
                     "armed": verdict.armed,
+                    "reused": verdict.reused,  # change gating kept the last fully scored frame's score
                     "colour": _css_colour(zone_colour(index)),
                 }
         only = latest.zones[0] if latest is not None and len(latest.zones) == 1 else None
@@ -205,6 +221,8 @@ class LiveState:
             "clear_threshold": only.clear_threshold if only else None,
             "zones": zones,
             "fps": round(fps, 2),
+            # The share of change zones' frames change gating kept without a comparison; null before any.
+            "reused_share": None if reused_share is None else round(reused_share, 4),
             "last_event": last_event.to_json() if last_event else None,
             "uptime_seconds": round(now - self._started_at, 3),
             "frames": frames,

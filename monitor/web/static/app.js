@@ -158,6 +158,7 @@ async function refreshData() {
     setText("score", fmt(status.score, 4));
     setText("fps", fmt(status.fps, 1));
     setText("frames", status.frames);
+    setText("reused", status.reused_share == null ? "-" : Math.round(100 * status.reused_share) + " % of comparisons");
     setText("uptime", duration(status.uptime_seconds));
     setText("history-minutes", String(status.history_seconds / 60));
     drawZones(status.zones, status.arming);
