@@ -27,14 +27,6 @@ function refreshFrame() {
   next.src = url("/frame.jpg?t=" + Date.now());
 }
 
-function svg(parent, tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  parent.appendChild(node);
-  return node;
-}
-
 function drawChart(history, zones) {
   const chart = document.getElementById("score-chart");
   const W = 600, H = 180, L = 34, R = 6, T = 8, B = 18;

@@ -24,14 +24,6 @@ const ed = {
 
 const $ = id => document.getElementById(id);
 
-function svg(parent, tag, attrs, text) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  parent.appendChild(node);
-  return node;
-}
-
 function say(text, kind) {
   const node = $("message");
   node.textContent = text;
