@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -270,6 +272,23 @@ def test_a_legacy_config_with_arming_has_its_one_zone() -> None:
     config = parse_config('arming: {schedule: [{from: "22:00", to: "06:30", set: disarmed, zones: [main]}]}')
     assert config.arming is not None and config.arming.schedule[0].zones == ["main"]
     assert parse_config("source: {}").arming is None
+
+
+def test_a_time_zone_is_known_on_a_system_without_a_time_zone_database(tmp_path: Path) -> None:
+    # A minimal Debian (or a container) has no /usr/share/zoneinfo; PYTHONTZPATH pointing nowhere
+    # makes zoneinfo see this machine the same way. The tzdata package answers instead.
+    config = tmp_path / "config.yaml"
+    config.write_text('arming: {timezone: Europe/Berlin, schedule: [{from: "22:00", to: "06:30", set: disarmed}]}\n')
+    env = {**os.environ, "PYTHONTZPATH": str(tmp_path / "no-zoneinfo")}
+    code = (
+        "import sys; from monitor.config import load_config; from monitor.arming import Schedule; "
+        "s = Schedule.from_config(load_config(sys.argv[1]).arming); print(s.tz)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(config)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Europe/Berlin"
 
 
 # -- the state: threads, the file, restarts -----------------------------------------------------

@@ -18,7 +18,7 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     update-binfmts --enable qemu-aarch64
 fi
 
-stamp=$(cat "$HERE/build-arm64.sh" "$HERE/common.sh" | sha256sum | cut -d' ' -f1)
+stamp=$(cat "$HERE/build-arm64.sh" "$HERE/common.sh" "$HERE/../../pyproject.toml" | sha256sum | cut -d' ' -f1)
 if root_is_current "$ROOT" "$stamp"; then
     echo "reusing $ROOT"
     exit 0

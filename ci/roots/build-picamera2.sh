@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/common.sh"
 ROOT=${1:?usage: build-picamera2.sh ROOT}
 PICAMERA2_VERSION=0.3.38
-stamp=$(cat "$HERE/build-picamera2.sh" "$HERE/common.sh" | sha256sum | cut -d' ' -f1)
+stamp=$(cat "$HERE/build-picamera2.sh" "$HERE/common.sh" "$HERE/../../pyproject.toml" | sha256sum | cut -d' ' -f1)
 if root_is_current "$ROOT" "$stamp"; then
     echo "reusing $ROOT"
     exit 0

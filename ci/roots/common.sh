@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by build-picamera2.sh and build-arm64.sh (sourced): reuse, mmdebstrap, pip inside a root.
-# A root is kept as it was built while its stamp (a hash of the script that built it and of this file)
-# matches, and rebuilt from nothing when the stamp differs or the root is absent.
+# A root is kept as it was built while its stamp (a hash of the script that built it, of this file
+# and of pyproject.toml, whose dependencies it installs) matches, and rebuilt from nothing when the
+# stamp differs or the root is absent.
 
 # root_is_current ROOT HASH: true if ROOT was built by this version of the scripts.
 root_is_current() {
