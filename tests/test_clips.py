@@ -7,7 +7,6 @@ frames can be told apart by their content after two rounds of lossy encoding.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
@@ -34,6 +33,7 @@ from monitor.exc import ConfigError
 from monitor.integrations.hooks import HookRunner
 from monitor.status import EventRecord, Scene, Verdict
 from monitor.web.server import StatusServer
+from tests.conftest import small_disk
 
 WIDTH, HEIGHT, FPS = 320, 240, 25.0
 CELL, BITS, CODE_Y = 14, 10, 220  # the frame number: BITS squares of CELL pixels at (4, CODE_Y)
@@ -296,22 +296,6 @@ def test_retention_deletes_the_oldest_clips(
 
 
 # -- what goes wrong costs the clip, never the loop ----------------------------------------------
-
-
-@contextlib.contextmanager
-def small_disk(folder: Path, size: str) -> Iterator[Path]:
-    folder.mkdir()
-    try:
-        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
-        mounted = subprocess.run(command, capture_output=True)
-    except OSError as exc:
-        pytest.skip(f"cannot mount a small tmpfs here: {exc}")
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.mark.parametrize("min_free", [clips.MIN_FREE_BYTES, 0], ids=["seen-coming", "writes-failing"])

@@ -28,6 +28,7 @@ from monitor.config import HttpConfig
 from monitor.status import Scene
 from monitor.web.server import StatusServer
 from tests import statuses
+from tests.conftest import small_disk
 from tests.scenes import background, clip_config, object_patch, write_clip
 
 TOKEN = "correct-horse-battery-staple"
@@ -295,28 +296,21 @@ def test_an_event_log_that_is_not_a_plain_file_is_a_config_error(tmp_path: Path,
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    with small_disk(tmp_path / "disk", "600k") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_full_disk_makes_room_from_the_oldest_snapshots_instead_of_saving_none_again(
-    small_disk: Path, caplog: pytest.LogCaptureFixture
+    tiny_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from monitor.events import SnapshotStore, snapshot_name
 
-    folder = small_disk / "snapshots"
+    folder = tiny_disk / "snapshots"
     folder.mkdir()
     for index in range(5):  # old snapshots fill the disk, within the store's own limits
         (folder / snapshot_name(when=1000.0 + index, frame=index, kind="event")).write_bytes(os.urandom(100_000))
-    (small_disk / "filler").write_bytes(os.urandom(70_000))  # whatever else is on the card
+    (tiny_disk / "filler").write_bytes(os.urandom(70_000))  # whatever else is on the card
     store = SnapshotStore(folder, keep=200, max_bytes=200 * 10**6)
     picture = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)  # ~200 KB as JPEG
     with caplog.at_level(logging.WARNING, logger="monitor.events"):
