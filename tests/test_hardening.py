@@ -236,6 +236,13 @@ def test_numbers_out_of_any_sane_range_are_refused_at_load(text: str, expected: 
     assert [p for p in info.value.problems if expected in p], info.value.problems
 
 
+def monitor_check(config: str, *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``monitor check CONFIG`` in a child process, as a user runs it (bounded at 60 s)."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "check", config], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
 def billion_laughs(levels: int = 9) -> str:
     text = 'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
     for level in range(1, levels):
@@ -246,13 +253,7 @@ def billion_laughs(levels: int = 9) -> str:
 def test_a_yaml_alias_bomb_is_refused_at_once_with_one_short_line(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(billion_laughs())
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "monitor", "check", "config.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = monitor_check("config.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout.strip() == "config.yaml: line 4: not valid YAML: more than 20 aliases (*name)"
     assert time.monotonic() - started < 30  # bounded: the point is that it does not expand the bomb
@@ -264,9 +265,7 @@ def test_a_huge_config_and_a_fifo_are_refused_without_reading_them_whole_or_hang
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)
     for path, message in ((huge, "larger than 1024 KB: not a config file"), (fifo, "not a regular file")):
-        result = subprocess.run(
-            [sys.executable, "-m", "monitor", "check", str(path)], capture_output=True, text=True, timeout=60
-        )
+        result = monitor_check(str(path))
         assert result.returncode == 2 and result.stdout.strip() == f"{path}: {message}", result
 
 
@@ -281,13 +280,7 @@ def test_an_event_log_that_is_not_a_plain_file_is_a_config_error(tmp_path: Path,
     else:
         log = Path("/proc/self/fd/1")
     (tmp_path / "config.yaml").write_text(f"events: {{log: {log}}}\ngpio: {{pin: null}}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "monitor", "check", "config.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = monitor_check("config.yaml", cwd=tmp_path)
     assert result.returncode == 2, result
     assert result.stdout.startswith(f"config.yaml: events.log: {log}: "), result.stdout
 
